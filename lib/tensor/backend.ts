@@ -33,6 +33,9 @@ async function register(name: BackendName): Promise<void> {
     case "wasm": {
       const wasm = await import("@tensorflow/tfjs-backend-wasm");
       wasm.setWasmPaths(`file://${wasmDir()}`);
+      // Conv2DBackpropFilter (absent from tfjs-backend-wasm) and faster matmul/backprop kernels.
+      const { registerWasmKernels } = await import("./wasm_kernels.ts");
+      await registerWasmKernels();
       break;
     }
     case "webgpu": {
