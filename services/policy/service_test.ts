@@ -1,0 +1,207 @@
+/**
+ * PolicyService over real gRPC on loopback: every RPC answered, bad input mapped to status codes,
+ * and the server process lifecycle (listening line, health, SIGTERM).
+ */
+import { join } from "node:path";
+import { LossKind, ModelRole, PolicyService } from "../../gen/rdpo/v1/policy_pb.ts";
+import { Health } from "../../gen/grpc/health/v1/health_pb.ts";
+import { createClient } from "../../lib/rpc/client.ts";
+import { Code } from "../../lib/rpc/status.ts";
+import { rpcFailure } from "../../lib/rpc/testing.ts";
+import { decodeFloat32, encodeTensor } from "../../lib/tensor/codec.ts";
+import { assert, assertEquals, assertNotEquals } from "../../lib/testing/assert.ts";
+import { startPolicyService } from "./main.ts";
+import { writeTinyModel } from "./testing/tiny_model.ts";
+
+const modelDir = await Deno.makeTempDir({ prefix: "rdpo-policy-svc-" });
+await writeTinyModel(modelDir);
+const adapterRoot = await Deno.makeTempDir({ prefix: "rdpo-policy-adapters-" });
+
+function latents(b: number, fill = 0.1) {
+  const data = new Float32Array(b * 3 * 8 * 8).map((_, i) => Math.sin(i * 0.37 + fill));
+  return encodeTensor(data, [b, 3, 8, 8]);
+}
+
+const step = { numInferenceSteps: 10, guidanceScale: 3 };
+
+Deno.test("policy service: every RPC over loopback gRPC", async () => {
+  const svc = await startPolicyService(["--model-dir", modelDir, "--port", "0", "--adapter-root", adapterRoot, "--lora-rank", "2"]);
+  const client = createClient(PolicyService, svc.address.address);
+  try {
+    const info = await client.getInfo({});
+    assertEquals(info.latentShape, [3n, 8n, 8n]);
+    assertEquals(info.role, ModelRole.POLICY);
+    assert(info.adapterParameters > 0n);
+
+    const enc = await client.encodePrompts({ prompts: ["a red circle", "a blue square"] });
+    assertEquals(decodeFloat32("e", enc.promptEmbeds).shape, [2, 8, 16]);
+
+    const s = await client.sampleCandidates({
+      conditioning: { prompts: ["a red circle", "a blue square"] },
+      latents: latents(2),
+      stepIndex: 1,
+      step,
+      numCandidates: 3,
+      noise: { seed: 1n, stream: 10n },
+      predictCandidateNoise: true,
+      decodeCandidates: true,
+      decodeParent: true,
+    });
+    assertEquals(decodeFloat32("c", s.candidates).shape, [2, 3, 3, 8, 8]);
+    assertEquals(decodeFloat32("l", s.logProbs).shape, [2, 3]);
+    assertEquals(s.candidateImages.length, 6);
+    assertEquals(s.timestep, 801n); // T = 10: 901, 801, ... (leading spacing, offset 1)
+    assertEquals(s.prevTimestep, 701n);
+
+    const eps = await client.predictNoise({
+      conditioning: { prompts: ["a red circle"] },
+      latents: latents(2),
+      timesteps: [500n],
+      role: ModelRole.REFERENCE,
+    });
+    assertEquals(decodeFloat32("n", eps.noisePred).shape, [2, 3, 8, 8]);
+
+    const dec = await client.decode({ latents: latents(1), returnTensor: true });
+    assertEquals(dec.images[0].width, 8);
+    const back = await client.encodeImages({ images: dec.images });
+    assertEquals(decodeFloat32("l", back.latents).shape, [1, 3, 8, 8]);
+
+    const gen = await client.generate({
+      conditioning: { prompts: ["a red circle"] },
+      step: { ...step, numInferenceSteps: 3 },
+      noise: { seed: 2n, stream: 0n },
+      returnLatents: true,
+    });
+    assertEquals(gen.images.length, 1);
+
+    const cands = decodeFloat32("c", s.candidates).data;
+    const d = 3 * 8 * 8;
+    const pick = (k: number) => {
+      const out = new Float32Array(2 * d);
+      for (let b = 0; b < 2; b++) out.set(cands.subarray((b * 3 + k) * d, (b * 3 + k + 1) * d), b * d);
+      return encodeTensor(out, [2, 3, 8, 8]);
+    };
+    const side = (k: number) => ({
+      conditioning: { prompts: ["a red circle", "a blue square"] },
+      latents: latents(2),
+      nextLatents: pick(k),
+      stepIndices: [1],
+    });
+    const lr = await client.logRatios({ transitions: side(0), step });
+    assertEquals([...decodeFloat32("h", lr.logRatios).data], [0, 0]);
+
+    const before = await client.getAdapter({ includeOptimizerState: true });
+    const tr = await client.trainStep({
+      winners: side(0),
+      losers: side(1),
+      step,
+      loss: { kind: LossKind.RDPO, beta: 0.1, lambda: 100 },
+      optimizer: { learningRate: 0.01 },
+      expectedOptimizerStep: 0n,
+      requestId: "t0",
+    });
+    assertEquals(tr.optimizerStep, 1n);
+    assertEquals(tr.pairs.length, 2);
+    assertNotEquals(tr.adapterChecksum, before.adapter!.checksum);
+
+    const grads = await client.trainStep({
+      winners: side(0),
+      losers: side(1),
+      step,
+      loss: { kind: LossKind.DPO, beta: 0.1 },
+      returnGradients: true,
+    });
+    assert(grads.gradients.length > 0);
+    const applied = await client.applyGradients({ gradients: grads.gradients, optimizer: { learningRate: 0.01 }, expectedOptimizerStep: 1n });
+    assertEquals(applied.optimizerStep, 2n);
+
+    const saved = await client.saveAdapter({ path: "svc/a.safetensors" });
+    assert(saved.bytes > 0n);
+    const loaded = await client.loadAdapter({ source: { case: "path", value: "svc/a.safetensors" } });
+    assertEquals(loaded.checksum, saved.checksum);
+    const restored = await client.loadAdapter({ source: { case: "adapter", value: before.adapter! } });
+    assertEquals(restored.checksum, before.adapter!.checksum);
+    const reset = await client.loadAdapter({ reset: true, seed: 5n });
+    assertEquals(reset.optimizerStep, 0n);
+  } finally {
+    client.close();
+    await svc.stop();
+  }
+});
+
+Deno.test("policy service: malformed requests get INVALID_ARGUMENT / FAILED_PRECONDITION naming the field", async () => {
+  const svc = await startPolicyService(["--model-dir", modelDir, "--port", "0", "--adapter-root", adapterRoot, "--max-batch", "8"]);
+  const client = createClient(PolicyService, svc.address.address);
+  try {
+    const base = {
+      conditioning: { prompts: ["a red circle"] },
+      latents: latents(1),
+      stepIndex: 0,
+      step,
+      numCandidates: 2,
+      noise: { seed: 1n, stream: 0n },
+    };
+    const nan = latents(1);
+    new DataView(nan.data.buffer, nan.data.byteOffset).setFloat32(8, NaN, true);
+    const cases: [string, () => Promise<unknown>, number, string][] = [
+      ["NaN latents", () => client.sampleCandidates({ ...base, latents: nan }), Code.INVALID_ARGUMENT, "latents"],
+      ["wrong rank", () => client.sampleCandidates({ ...base, latents: encodeTensor(new Float32Array(8), [8]) }), Code.INVALID_ARGUMENT, "latents"],
+      ["byte count", () => client.sampleCandidates({ ...base, latents: { ...latents(1), shape: [2n, 3n, 8n, 8n] } }), Code.INVALID_ARGUMENT, "latents"],
+      ["step not in schedule", () => client.sampleCandidates({ ...base, stepIndex: 10 }), Code.INVALID_ARGUMENT, "step_index"],
+      ["too many candidates", () => client.sampleCandidates({ ...base, numCandidates: 9 }), Code.RESOURCE_EXHAUSTED, "exceed"],
+      ["eta > 1", () => client.sampleCandidates({ ...base, step: { ...step, eta: 2 } }), Code.INVALID_ARGUMENT, "eta"],
+      ["timestep out of range", () => client.predictNoise({ conditioning: base.conditioning, latents: latents(1), timesteps: [5000n] }), Code.INVALID_ARGUMENT, "timesteps[0]"],
+      ["eta 0 for log-ratios", () => client.logRatios({
+        transitions: { conditioning: base.conditioning, latents: latents(1), nextLatents: latents(1, 2), stepIndices: [0] },
+        step: { ...step, eta: 0 },
+      }), Code.INVALID_ARGUMENT, "eta"],
+      ["unknown adapter file", () => client.loadAdapter({ source: { case: "path", value: "missing.safetensors" } }), Code.INVALID_ARGUMENT, "path"],
+      ["adapter path escape", () => client.saveAdapter({ path: "../../etc/x.safetensors" }), Code.PERMISSION_DENIED, "outside"],
+      ["step accounting", () => client.trainStep({
+        winners: { conditioning: base.conditioning, latents: latents(1), nextLatents: latents(1, 2), stepIndices: [0] },
+        losers: { conditioning: base.conditioning, latents: latents(1), nextLatents: latents(1, 3), stepIndices: [0] },
+        step,
+        expectedOptimizerStep: 7n,
+      }), Code.FAILED_PRECONDITION, "expected_optimizer_step"],
+    ];
+    for (const [name, call, code, field] of cases) {
+      const e = await rpcFailure(call);
+      assertEquals(e.code, code, `${name}: got ${e.code} ${e.details}`);
+      assert(e.details.includes(field), `${name}: "${e.details}" does not name ${field}`);
+    }
+    // The server lives on after every refusal.
+    const health = createClient(Health, svc.address.address);
+    assertEquals((await health.check({ service: "" })).status, 1);
+    health.close();
+  } finally {
+    client.close();
+    await svc.stop();
+  }
+});
+
+Deno.test("policy service: the process prints its address, serves health, and exits 0 on SIGTERM", async () => {
+  const main = join(import.meta.dirname!, "main.ts");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", main, "--model-dir", modelDir, "--port", "0", "--adapter-root", adapterRoot],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += value;
+  }
+  const m = out.match(/^listening on (\S+:\d+)\n/);
+  assert(m, `first line was ${JSON.stringify(out)}`);
+  const health = createClient(Health, m[1]);
+  assertEquals((await health.check({ service: "rdpo.v1.PolicyService" })).status, 1);
+  health.close();
+  child.kill("SIGTERM");
+  const status = await child.status;
+  reader.releaseLock();
+  await child.stdout.cancel().catch(() => {});
+  await child.stderr.cancel();
+  assertEquals(status.code, 0);
+});
