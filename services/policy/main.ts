@@ -7,7 +7,7 @@
  * Every flag has an environment equivalent (POLICY_MODEL_DIR, POLICY_BACKEND, ...); see --help.
  */
 import { PolicyService } from "../../gen/rdpo/v1/policy_pb.ts";
-import { runService, startService, type ServiceMainOptions } from "../../lib/rpc/main.ts";
+import { runService, type ServiceMainOptions, startService } from "../../lib/rpc/main.ts";
 import type { FlagSpecs } from "../../lib/rpc/flags.ts";
 import { BACKENDS, initBackend, parseBackendName } from "../../lib/tensor/backend.ts";
 import { PolicyCore } from "./core.ts";
@@ -16,7 +16,12 @@ import { disposePipeline, loadPipeline } from "./pipeline.ts";
 import { policyService } from "./service.ts";
 
 export const POLICY_FLAGS = {
-  modelDir: { type: "string", env: ["POLICY_MODEL_DIR"], required: true, description: "diffusers-layout model folder" },
+  modelDir: {
+    type: "string",
+    env: ["POLICY_MODEL_DIR"],
+    required: true,
+    description: "diffusers-layout model folder",
+  },
   backend: {
     type: "string",
     env: ["POLICY_BACKEND", "RDPO_BACKEND"],
@@ -32,14 +37,26 @@ export const POLICY_FLAGS = {
     description: "policy (base + LoRA) or reference (frozen base only)",
   },
   loraRank: { type: "int", env: ["POLICY_LORA_RANK"], default: 4, min: 1, description: "LoRA rank" },
-  loraAlpha: { type: "number", env: ["POLICY_LORA_ALPHA"], default: 0, min: 0, description: "LoRA alpha (0: = rank)" },
+  loraAlpha: {
+    type: "number",
+    env: ["POLICY_LORA_ALPHA"],
+    default: 0,
+    min: 0,
+    description: "LoRA alpha (0: = rank)",
+  },
   loraTargets: {
     type: "string",
     env: ["POLICY_LORA_TARGETS"],
     default: DEFAULT_LORA_TARGETS.join(","),
     description: "comma-separated target modules",
   },
-  loraSeed: { type: "int", env: ["POLICY_LORA_SEED"], default: 0, min: 0, description: "seed of LoRA A's init" },
+  loraSeed: {
+    type: "int",
+    env: ["POLICY_LORA_SEED"],
+    default: 0,
+    min: 0,
+    description: "seed of LoRA A's init",
+  },
   adapterRoot: {
     type: "string",
     env: ["POLICY_ADAPTER_ROOT"],
@@ -64,7 +81,7 @@ export const POLICY_FLAGS = {
 export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<typeof POLICY_FLAGS> {
   return {
     name: "policy",
-    defaultPort: 50051,
+    defaultPort: 50052,
     args,
     flags: POLICY_FLAGS,
     async setup(server, flags) {

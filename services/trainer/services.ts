@@ -1,0 +1,109 @@
+/**
+ * The trainer's view of the policy and reward services: typed gRPC clients (lib/rpc) wrapped with
+ * per-RPC deadlines, retries on UNAVAILABLE / DEADLINE_EXCEEDED (retry.ts), and timing. Each call's
+ * wall time is split into server compute (the `rdpo-server-ms` trailer every lib/rpc server sends)
+ * and the rest, which is what the wire (encode, transfer, decode) cost; the loop reports both.
+ */
+import type { Metadata } from "@grpc/grpc-js";
+import { PolicyService } from "../../gen/rdpo/v1/policy_pb.ts";
+import { RewardService } from "../../gen/rdpo/v1/reward_pb.ts";
+import { type ClientOf, createClient } from "../../lib/rpc/client.ts";
+import { SERVER_TIME_TRAILER } from "../../lib/rpc/server.ts";
+import { deadlineMs, type RpcName, type RunConfig } from "./config.ts";
+import { retryPolicyFromConfig, withRetry } from "./retry.ts";
+
+export type PolicyClient = ClientOf<typeof PolicyService>;
+export type RewardClient = ClientOf<typeof RewardService>;
+
+/** Accumulated timing of the calls made since the last `take()`. */
+export class CallClock {
+  calls = 0;
+  totalMs = 0;
+  serverMs = 0;
+  retries = 0;
+
+  /** Wire cost: wall time not spent computing on the server. */
+  get wireMs(): number {
+    return Math.max(0, this.totalMs - this.serverMs);
+  }
+
+  take(): { calls: number; totalMs: number; serverMs: number; wireMs: number; retries: number } {
+    const r = {
+      calls: this.calls,
+      totalMs: this.totalMs,
+      serverMs: this.serverMs,
+      wireMs: this.wireMs,
+      retries: this.retries,
+    };
+    this.calls =
+      this.totalMs =
+      this.serverMs =
+      this.retries =
+        0;
+    return r;
+  }
+}
+
+export interface TrainerServices {
+  policy: PolicyClient;
+  reward: RewardClient;
+  clock: CallClock;
+  /** Runs one RPC with its deadline and the retry policy; `name` selects the deadline key. */
+  call<T>(
+    name: RpcName,
+    fn: (options: { timeoutMs: number; onTrailer: (m: Metadata) => void }) => Promise<T>,
+  ): Promise<T>;
+  close(): void;
+}
+
+export function connectServices(
+  config: RunConfig,
+  options: { onRetry?: (what: string, attempt: number, error: unknown) => void } = {},
+): TrainerServices {
+  const clientOptions = {
+    maxReceiveMessageBytes: config.rpc.max_message_bytes,
+    maxSendMessageBytes: config.rpc.max_message_bytes,
+  };
+  const policy = createClient(PolicyService, config.services.policy, clientOptions);
+  const reward = createClient(RewardService, config.services.reward, clientOptions);
+  const clock = new CallClock();
+  const policyRetry = retryPolicyFromConfig(config.rpc.retry);
+  return {
+    policy,
+    reward,
+    clock,
+    async call(name, fn) {
+      const timeoutMs = deadlineMs(config, name);
+      return await withRetry(
+        async () => {
+          let serverMs = 0;
+          const t0 = performance.now();
+          try {
+            return await fn({
+              timeoutMs,
+              onTrailer: (m) => {
+                const v = Number(m.get(SERVER_TIME_TRAILER)[0]);
+                if (Number.isFinite(v)) serverMs = v;
+              },
+            });
+          } finally {
+            clock.calls += 1;
+            clock.totalMs += performance.now() - t0;
+            clock.serverMs += serverMs;
+          }
+        },
+        policyRetry,
+        {
+          onRetry: (e) => {
+            clock.retries += 1;
+            options.onRetry?.(name, e.attempt, e.error);
+          },
+        },
+      );
+    },
+    close() {
+      policy.close();
+      reward.close();
+    },
+  };
+}
