@@ -12,7 +12,7 @@ import { writeTinyModel } from "../services/policy/testing/tiny_model.ts";
 import { parseConfig, type RunConfig } from "../services/trainer/config.ts";
 import { train } from "../services/trainer/loop.ts";
 import { readMetrics } from "../services/trainer/metrics.ts";
-import { ServiceProcess } from "./support/service_process.ts";
+import { ServiceProcess } from "../lib/process/service_process.ts";
 import { initBackend } from "../lib/tensor/backend.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "rdpo-e2e-" });

@@ -36,6 +36,7 @@ async function register(name: BackendName): Promise<void> {
       // Conv2DBackpropFilter (absent from tfjs-backend-wasm) and faster matmul/backprop kernels.
       const { registerWasmKernels } = await import("./wasm_kernels.ts");
       await registerWasmKernels();
+      (await import("./wasm_segment_kernels.ts")).registerWasmSegmentKernels();
       break;
     }
     case "webgpu": {

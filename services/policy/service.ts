@@ -107,7 +107,9 @@ function rngKey(k: RngKey | undefined): { seed: bigint; stream: bigint } {
   return { seed: k?.seed ?? 0n, stream: k?.stream ?? 0n };
 }
 
-function lossConfig(l: { kind: LossKind; beta: number; lambda: number; ratioClamp: number } | undefined): LossConfig {
+function lossConfig(
+  l: { kind: LossKind; beta: number; lambda: number; ratioClamp: number } | undefined,
+): LossConfig {
   const kind = l?.kind ?? LossKind.UNSPECIFIED;
   const name = kind === LossKind.DPO
     ? "dpo"
@@ -137,7 +139,10 @@ function adam(o: OptimizerConfig | undefined): AdamConfig {
   });
 }
 
-function namedFloats(list: NamedTensor[], field: string): Map<string, { shape: number[]; data: Float32Array }> {
+function namedFloats(
+  list: NamedTensor[],
+  field: string,
+): Map<string, { shape: number[]; data: Float32Array }> {
   const out = new Map<string, { shape: number[]; data: Float32Array }>();
   list.forEach((nt, i) => {
     if (!nt.name) throw new InvalidArgumentError(`${field}[${i}].name`, "must not be empty");
@@ -148,7 +153,10 @@ function namedFloats(list: NamedTensor[], field: string): Map<string, { shape: n
 }
 
 function namedOut(map: ReadonlyMap<string, TensorRecord>): NamedTensor[] {
-  return [...map].map(([name, t]) => ({ name, tensor: encodeTensor(t.data as Float32Array, t.shape) })) as NamedTensor[];
+  return [...map].map(([name, t]) => ({
+    name,
+    tensor: encodeTensor(t.data as Float32Array, t.shape),
+  })) as NamedTensor[];
 }
 
 function adapterInput(a: AdapterState) {
@@ -200,7 +208,10 @@ export function policyService(core: PolicyCore): ImplOf<typeof PolicyService> {
     encodePrompts(req) {
       const r = core.encodePrompts(req.prompts);
       const ids = BigInt64Array.from(r.ids, (v) => BigInt(v));
-      return { promptEmbeds: tensorOut(r.embeds), inputIds: encodeTensor(ids, [req.prompts.length, r.length]) };
+      return {
+        promptEmbeds: tensorOut(r.embeds),
+        inputIds: encodeTensor(ids, [req.prompts.length, r.length]),
+      };
     },
 
     sampleCandidates(req) {
@@ -233,7 +244,9 @@ export function policyService(core: PolicyCore): ImplOf<typeof PolicyService> {
     predictNoise(req) {
       const timesteps = req.timesteps.map((t, i) => {
         const n = Number(t);
-        if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`timesteps[${i}]`, `not an integer: ${t}`);
+        if (!Number.isSafeInteger(n)) {
+          throw new InvalidArgumentError(`timesteps[${i}]`, `not an integer: ${t}`);
+        }
         return n;
       });
       if (timesteps.length === 0) throw new InvalidArgumentError("timesteps", "must not be empty");
@@ -271,7 +284,10 @@ export function policyService(core: PolicyCore): ImplOf<typeof PolicyService> {
     },
 
     logRatios(req) {
-      const r = core.logRatios({ transitions: transitions(req.transitions, "transitions"), step: stepOptions(req.step) });
+      const r = core.logRatios({
+        transitions: transitions(req.transitions, "transitions"),
+        step: stepOptions(req.step),
+      });
       return {
         logRatios: tensorOut(r.logRatios),
         policyLogProbs: tensorOut(r.policyLogProbs),
@@ -311,7 +327,11 @@ export function policyService(core: PolicyCore): ImplOf<typeof PolicyService> {
         expectedOptimizerStep: optionalStep(req.expectedOptimizerStep),
         requestId: req.requestId,
       });
-      return { optimizerStep: BigInt(r.optimizerStep), adapterChecksum: r.adapterChecksum, gradNorm: r.gradNorm };
+      return {
+        optimizerStep: BigInt(r.optimizerStep),
+        adapterChecksum: r.adapterChecksum,
+        gradNorm: r.gradNorm,
+      };
     },
 
     async getAdapter(req) {

@@ -25,7 +25,16 @@ function latents(b: number, fill = 0.1) {
 const step = { numInferenceSteps: 10, guidanceScale: 3 };
 
 Deno.test("policy service: every RPC over loopback gRPC", async () => {
-  const svc = await startPolicyService(["--model-dir", modelDir, "--port", "0", "--adapter-root", adapterRoot, "--lora-rank", "2"]);
+  const svc = await startPolicyService([
+    "--model-dir",
+    modelDir,
+    "--port",
+    "0",
+    "--adapter-root",
+    adapterRoot,
+    "--lora-rank",
+    "2",
+  ]);
   const client = createClient(PolicyService, svc.address.address);
   try {
     const info = await client.getInfo({});
@@ -112,7 +121,11 @@ Deno.test("policy service: every RPC over loopback gRPC", async () => {
       returnGradients: true,
     });
     assert(grads.gradients.length > 0);
-    const applied = await client.applyGradients({ gradients: grads.gradients, optimizer: { learningRate: 0.01 }, expectedOptimizerStep: 1n });
+    const applied = await client.applyGradients({
+      gradients: grads.gradients,
+      optimizer: { learningRate: 0.01 },
+      expectedOptimizerStep: 1n,
+    });
     assertEquals(applied.optimizerStep, 2n);
 
     const saved = await client.saveAdapter({ path: "svc/a.safetensors" });
@@ -130,7 +143,16 @@ Deno.test("policy service: every RPC over loopback gRPC", async () => {
 });
 
 Deno.test("policy service: malformed requests get INVALID_ARGUMENT / FAILED_PRECONDITION naming the field", async () => {
-  const svc = await startPolicyService(["--model-dir", modelDir, "--port", "0", "--adapter-root", adapterRoot, "--max-batch", "8"]);
+  const svc = await startPolicyService([
+    "--model-dir",
+    modelDir,
+    "--port",
+    "0",
+    "--adapter-root",
+    adapterRoot,
+    "--max-batch",
+    "8",
+  ]);
   const client = createClient(PolicyService, svc.address.address);
   try {
     const base = {
@@ -144,25 +166,98 @@ Deno.test("policy service: malformed requests get INVALID_ARGUMENT / FAILED_PREC
     const nan = latents(1);
     new DataView(nan.data.buffer, nan.data.byteOffset).setFloat32(8, NaN, true);
     const cases: [string, () => Promise<unknown>, number, string][] = [
-      ["NaN latents", () => client.sampleCandidates({ ...base, latents: nan }), Code.INVALID_ARGUMENT, "latents"],
-      ["wrong rank", () => client.sampleCandidates({ ...base, latents: encodeTensor(new Float32Array(8), [8]) }), Code.INVALID_ARGUMENT, "latents"],
-      ["byte count", () => client.sampleCandidates({ ...base, latents: { ...latents(1), shape: [2n, 3n, 8n, 8n] } }), Code.INVALID_ARGUMENT, "latents"],
-      ["step not in schedule", () => client.sampleCandidates({ ...base, stepIndex: 10 }), Code.INVALID_ARGUMENT, "step_index"],
-      ["too many candidates", () => client.sampleCandidates({ ...base, numCandidates: 9 }), Code.RESOURCE_EXHAUSTED, "exceed"],
-      ["eta > 1", () => client.sampleCandidates({ ...base, step: { ...step, eta: 2 } }), Code.INVALID_ARGUMENT, "eta"],
-      ["timestep out of range", () => client.predictNoise({ conditioning: base.conditioning, latents: latents(1), timesteps: [5000n] }), Code.INVALID_ARGUMENT, "timesteps[0]"],
-      ["eta 0 for log-ratios", () => client.logRatios({
-        transitions: { conditioning: base.conditioning, latents: latents(1), nextLatents: latents(1, 2), stepIndices: [0] },
-        step: { ...step, eta: 0 },
-      }), Code.INVALID_ARGUMENT, "eta"],
-      ["unknown adapter file", () => client.loadAdapter({ source: { case: "path", value: "missing.safetensors" } }), Code.INVALID_ARGUMENT, "path"],
-      ["adapter path escape", () => client.saveAdapter({ path: "../../etc/x.safetensors" }), Code.PERMISSION_DENIED, "outside"],
-      ["step accounting", () => client.trainStep({
-        winners: { conditioning: base.conditioning, latents: latents(1), nextLatents: latents(1, 2), stepIndices: [0] },
-        losers: { conditioning: base.conditioning, latents: latents(1), nextLatents: latents(1, 3), stepIndices: [0] },
-        step,
-        expectedOptimizerStep: 7n,
-      }), Code.FAILED_PRECONDITION, "expected_optimizer_step"],
+      [
+        "NaN latents",
+        () => client.sampleCandidates({ ...base, latents: nan }),
+        Code.INVALID_ARGUMENT,
+        "latents",
+      ],
+      [
+        "wrong rank",
+        () => client.sampleCandidates({ ...base, latents: encodeTensor(new Float32Array(8), [8]) }),
+        Code.INVALID_ARGUMENT,
+        "latents",
+      ],
+      [
+        "byte count",
+        () => client.sampleCandidates({ ...base, latents: { ...latents(1), shape: [2n, 3n, 8n, 8n] } }),
+        Code.INVALID_ARGUMENT,
+        "latents",
+      ],
+      [
+        "step not in schedule",
+        () => client.sampleCandidates({ ...base, stepIndex: 10 }),
+        Code.INVALID_ARGUMENT,
+        "step_index",
+      ],
+      [
+        "too many candidates",
+        () => client.sampleCandidates({ ...base, numCandidates: 9 }),
+        Code.RESOURCE_EXHAUSTED,
+        "exceed",
+      ],
+      [
+        "eta > 1",
+        () => client.sampleCandidates({ ...base, step: { ...step, eta: 2 } }),
+        Code.INVALID_ARGUMENT,
+        "eta",
+      ],
+      [
+        "timestep out of range",
+        () =>
+          client.predictNoise({ conditioning: base.conditioning, latents: latents(1), timesteps: [5000n] }),
+        Code.INVALID_ARGUMENT,
+        "timesteps[0]",
+      ],
+      [
+        "eta 0 for log-ratios",
+        () =>
+          client.logRatios({
+            transitions: {
+              conditioning: base.conditioning,
+              latents: latents(1),
+              nextLatents: latents(1, 2),
+              stepIndices: [0],
+            },
+            step: { ...step, eta: 0 },
+          }),
+        Code.INVALID_ARGUMENT,
+        "eta",
+      ],
+      [
+        "unknown adapter file",
+        () => client.loadAdapter({ source: { case: "path", value: "missing.safetensors" } }),
+        Code.INVALID_ARGUMENT,
+        "path",
+      ],
+      [
+        "adapter path escape",
+        () => client.saveAdapter({ path: "../../etc/x.safetensors" }),
+        Code.PERMISSION_DENIED,
+        "outside",
+      ],
+      [
+        "step accounting",
+        () =>
+          client.trainStep({
+            winners: {
+              conditioning: base.conditioning,
+              latents: latents(1),
+              nextLatents: latents(1, 2),
+              stepIndices: [0],
+            },
+            losers: {
+              conditioning: base.conditioning,
+              latents: latents(1),
+              nextLatents: latents(1, 3),
+              stepIndices: [0],
+            },
+            step,
+            expectedOptimizerStep: 7n,
+          }),
+        Code.FAILED_PRECONDITION,
+        "expected_optimizer_step",
+      ],
     ];
     for (const [name, call, code, field] of cases) {
       const e = await rpcFailure(call);

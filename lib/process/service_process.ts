@@ -1,10 +1,10 @@
 /**
- * Runs a service's main.ts as a child process on loopback for cross-service tests: waits for its
+ * Runs a service's main.ts as a child process on loopback (cross-service tests, the demo): waits for its
  * `listening on HOST:PORT` line, and can kill it (SIGKILL, no drain) and start it again on the same
  * port, as a crashed and restarted deployment would.
  */
 import { join } from "node:path";
-import { repoRoot } from "../../lib/testing/fixtures.ts";
+import { repoRoot } from "../testing/fixtures.ts";
 
 export class ServiceProcess {
   #child: Deno.ChildProcess | null = null;

@@ -1,0 +1,178 @@
+/**
+ * Service bootstrap shared by every services/<name>/main.ts (ARCHITECTURE.md: flags/env -> config ->
+ * start, print `listening on HOST:PORT`, drain on SIGTERM).
+ *
+ *   await runService({
+ *     name: "reward",
+ *     defaultPort: 50052,
+ *     flags: { modelRoot: { type: "string", env: ["REWARD_MODEL_ROOT"], default: "models" } },
+ *     setup: async (server, flags) => { server.addService(RewardService, impl(flags.modelRoot)); },
+ *   });
+ *
+ * Common flags: --host / --port (env <PREFIX>_HOST / <PREFIX>_PORT, then RDPO_HOST / RDPO_PORT; port 0
+ * picks a free one), --max-message-bytes, --drain-timeout-ms (bounded wait for in-flight calls).
+ */
+import { HealthCheckResponse_ServingStatus as Serving } from "../../gen/grpc/health/v1/health_pb.ts";
+import { FlagError, flagsHelp, type FlagSpec, type FlagSpecs, type FlagValues, parseFlags } from "./flags.ts";
+import {
+  type BoundAddress,
+  createServer,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  type RpcServer,
+  type ShutdownResult,
+} from "./server.ts";
+import type { CallMiddleware } from "./types.ts";
+
+/** The flags every service has. */
+export function commonFlags(prefix: string, defaultPort: number) {
+  return {
+    host: {
+      type: "string",
+      env: [`${prefix}_HOST`, "RDPO_HOST"],
+      default: "127.0.0.1",
+      description: "address to bind (0.0.0.0 for all interfaces)",
+    },
+    port: {
+      type: "int",
+      env: [`${prefix}_PORT`, "RDPO_PORT"],
+      default: defaultPort,
+      min: 0,
+      max: 65535,
+      description: "port to bind; 0 picks a free one",
+    },
+    maxMessageBytes: {
+      type: "int",
+      env: [`${prefix}_MAX_MESSAGE_BYTES`, "RDPO_MAX_MESSAGE_BYTES"],
+      default: DEFAULT_MAX_MESSAGE_BYTES,
+      min: 1024,
+      max: 2 ** 31 - 1,
+      description: "largest request and response message",
+    },
+    drainTimeoutMs: {
+      type: "int",
+      env: [`${prefix}_DRAIN_TIMEOUT_MS`, "RDPO_DRAIN_TIMEOUT_MS"],
+      default: 10_000,
+      min: 0,
+      description: "on SIGTERM, how long in-flight calls may finish before they are cancelled",
+    },
+  } as const satisfies FlagSpecs;
+}
+
+type Common = ReturnType<typeof commonFlags>;
+
+export interface ServiceMainOptions<F extends FlagSpecs> {
+  /** Service name, e.g. "reward"; the env prefix is its upper case (REWARD_HOST). */
+  name: string;
+  envPrefix?: string;
+  defaultPort?: number;
+  /** Service-specific flags, parsed together with the common ones. */
+  flags?: F;
+  /** Command-line arguments (default Deno.args). */
+  args?: readonly string[];
+  /** Environment lookup (default Deno.env.get). */
+  env?: (name: string) => string | undefined;
+  /** Middleware for every call (telemetry). */
+  onCall?: CallMiddleware[];
+  /**
+   * Registers the services (and loads models). May return a cleanup run after the drain. Health
+   * stays NOT_SERVING until it resolves.
+   */
+  setup: (
+    server: RpcServer,
+    flags: FlagValues<Common & F>,
+    positionals: string[],
+  ) => Promise<void | (() => Promise<void> | void)> | void | (() => Promise<void> | void);
+}
+
+export interface RunningService<F extends FlagSpecs> {
+  server: RpcServer;
+  address: BoundAddress;
+  flags: FlagValues<Common & F>;
+  /** Graceful stop: NOT_SERVING, drain (bounded by --drain-timeout-ms), cleanup. */
+  stop(): Promise<ShutdownResult>;
+}
+
+/**
+ * Parses flags, builds the server, runs `setup`, binds, and marks every service SERVING. Does not
+ * print, install signal handlers or exit (runService does); usable in tests.
+ */
+export async function startService<F extends FlagSpecs = Record<never, FlagSpec>>(
+  options: ServiceMainOptions<F>,
+): Promise<RunningService<F>> {
+  const prefix = options.envPrefix ?? options.name.toUpperCase().replace(/[^A-Z0-9]/g, "_");
+  const specs = { ...commonFlags(prefix, options.defaultPort ?? 0), ...(options.flags ?? {}) } as Common & F;
+  const { values, positionals } = parseFlags(options.args ?? Deno.args, specs, options.env);
+  const flags = values as FlagValues<Common & F>;
+  const common = values as unknown as FlagValues<Common>;
+  const server = createServer({
+    maxReceiveMessageBytes: common.maxMessageBytes,
+    maxSendMessageBytes: common.maxMessageBytes,
+    onCall: options.onCall,
+  });
+  server.health.setStatus("", Serving.NOT_SERVING);
+  const cleanup = await options.setup(server, flags, positionals);
+  const address = await server.listen(common.host, common.port);
+  server.health.setStatus("", Serving.SERVING);
+  for (const service of server.services) server.health.setStatus(service.typeName, Serving.SERVING);
+  let stopping: Promise<ShutdownResult> | undefined;
+  return {
+    server,
+    address,
+    flags,
+    stop() {
+      stopping ??= (async () => {
+        const result = await server.shutdown(common.drainTimeoutMs);
+        if (typeof cleanup === "function") await cleanup();
+        return result;
+      })();
+      return stopping;
+    },
+  };
+}
+
+/**
+ * The whole life of a service process: start, print exactly one line `listening on HOST:PORT` to
+ * stdout, and on SIGTERM/SIGINT drain (bounded) and exit 0. Bad flags print the problem and the
+ * flag list to stderr and exit 2.
+ */
+export async function runService<F extends FlagSpecs = Record<never, FlagSpec>>(
+  options: ServiceMainOptions<F>,
+): Promise<RunningService<F>> {
+  const args = options.args ?? Deno.args;
+  const prefix = options.envPrefix ?? options.name.toUpperCase().replace(/[^A-Z0-9]/g, "_");
+  if (args.includes("--help") || args.includes("-h")) {
+    const specs = { ...commonFlags(prefix, options.defaultPort ?? 0), ...(options.flags ?? {}) };
+    console.error(`${options.name} service flags:\n${flagsHelp(specs)}`);
+    Deno.exit(0);
+  }
+  let running: RunningService<F>;
+  try {
+    running = await startService({ ...options, args });
+  } catch (e) {
+    if (e instanceof FlagError) {
+      console.error(`${options.name}: ${(e as Error).message}`);
+      Deno.exit(2);
+    }
+    throw e;
+  }
+  console.log(`listening on ${running.address.address}`);
+  let signals = 0;
+  const onSignal = async (signal: Deno.Signal) => {
+    signals++;
+    if (signals > 1) {
+      console.error(`${options.name}: second ${signal}, stopping now`);
+      running.server.forceShutdown();
+      Deno.exit(0);
+    }
+    console.error(`${options.name}: ${signal}, draining (up to ${running.flags.drainTimeoutMs} ms)`);
+    const result = await running.stop();
+    if (!result.drained) {
+      console.error(`${options.name}: cancelled ${result.abandoned} call(s) still running`);
+    }
+    Deno.exit(0);
+  };
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(signal, () => void onSignal(signal));
+  }
+  return running;
+}
