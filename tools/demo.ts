@@ -67,10 +67,12 @@ const policy = new ServiceProcess("services/policy/main.ts", [
 try {
   say("starting the reward and policy services on loopback ...");
   await Promise.all([reward.start(), policy.start()]);
-  for (const [name, svc, service] of [
-    ["reward", reward, "rdpo.v1.RewardService"],
-    ["policy", policy, "rdpo.v1.PolicyService"],
-  ] as const) {
+  for (
+    const [name, svc, service] of [
+      ["reward", reward, "rdpo.v1.RewardService"],
+      ["policy", policy, "rdpo.v1.PolicyService"],
+    ] as const
+  ) {
     const health = createClient(Health, svc.address);
     const status = (await health.check({ service }, { timeoutMs: 10_000 })).status;
     health.close();
@@ -114,14 +116,22 @@ try {
   say("|---|---:|---:|");
   for (const [name, e] of [["base", base], ["tuned", tuned]] as const) {
     if (!e) continue;
-    say(`| ${name} | ${e.rewards.jpeg_compressibility.mean.toFixed(4)} | ${e.rewards.jpeg_incompressibility.mean.toFixed(4)} |`);
+    say(
+      `| ${name} | ${e.rewards.jpeg_compressibility.mean.toFixed(4)} | ${
+        e.rewards.jpeg_incompressibility.mean.toFixed(4)
+      } |`,
+    );
   }
   if (base && tuned) {
     const gain = tuned.rewards.jpeg_compressibility.mean - base.rewards.jpeg_compressibility.mean;
     say(`change in the trained reward (tuned - base): ${gain >= 0 ? "+" : ""}${gain.toFixed(4)} KB`);
   }
   say(`\nreport: ${result.reportPath}`);
-  say(`wall time: ${((performance.now() - started) / 1000).toFixed(0)} s; wire cost ${result.meanWireMs.toFixed(1)} ms per RDPO step`);
+  say(
+    `wall time: ${((performance.now() - started) / 1000).toFixed(0)} s; wire cost ${
+      result.meanWireMs.toFixed(1)
+    } ms per RDPO step`,
+  );
 } finally {
   await Promise.all([policy.stop(), reward.stop()]);
 }

@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { initBackend, parseBackendName } from "../lib/tensor/backend.ts";
 import { enableGradients } from "../lib/tensor/gradients.ts";
-import { readSafetensors, writeSafetensors, type TensorRecord } from "../lib/tensor/safetensors.ts";
+import { readSafetensors, type TensorRecord, writeSafetensors } from "../lib/tensor/safetensors.ts";
 import { WordTokenizer } from "../lib/text/word_tokenizer.ts";
 import { buildNoiseSchedule, parseScheduleConfig } from "../lib/rdpo/schedule.ts";
 import { AdamOptimizer, resolveAdamConfig } from "../services/policy/adam.ts";
@@ -23,7 +23,7 @@ import { CLIPTextModel } from "../services/policy/model/clip_text.ts";
 import { parseClipTextConfig, parseUNetConfig } from "../services/policy/model/config.ts";
 import { UNet2DConditionModel } from "../services/policy/model/unet.ts";
 import { initRandomParams } from "../services/policy/model/weights.ts";
-import { saveModelFolder, torchTensors } from "../services/policy/model_folder.ts";
+import { saveModelFolder } from "../services/policy/model_folder.ts";
 import { makeSample } from "./shapes/dataset.ts";
 import {
   TINY_IMAGE_SIZE,
@@ -84,7 +84,9 @@ export class TinyModelTrainer {
   constructor(readonly options: PretrainOptions) {
     initRandomParams(this.unet.params, options.seed, 0.02);
     initRandomParams(this.text.params, options.seed + 1, 0.02);
-    for (const [prefix, store] of [["unet.", this.unet.params], ["text_encoder.", this.text.params]] as const) {
+    for (
+      const [prefix, store] of [["unet.", this.unet.params], ["text_encoder.", this.text.params]] as const
+    ) {
       store.setTrainable(true);
       for (const [k, v] of store.variables()) this.params.set(prefix + k, v);
     }
@@ -107,7 +109,12 @@ export class TinyModelTrainer {
       const s = makeSample(seed, this.step * batch + i, size);
       for (let j = 0; j < s.image.length; j++) images[i * s.image.length + j] = s.image[j] / 127.5 - 1;
       ids.push([...this.tokenizer.encode(rand() < dropPrompt ? "" : s.prompt)]);
-      ts.push(Math.min(this.schedule.config.numTrainTimesteps - 1, Math.floor(rand() * this.schedule.config.numTrainTimesteps)));
+      ts.push(
+        Math.min(
+          this.schedule.config.numTrainTimesteps - 1,
+          Math.floor(rand() * this.schedule.config.numTrainTimesteps),
+        ),
+      );
     }
     const eps = normals(rand, batch * 3 * size * size);
     const lr = this.options.lr * Math.min(1, (this.step + 1) / Math.max(1, this.options.warmup));
@@ -164,7 +171,9 @@ export class TinyModelTrainer {
     }
     const { tensors, metadata } = file;
     if (Number(metadata.seed) !== this.options.seed || Number(metadata.batch) !== this.options.batch) {
-      throw new Error(`checkpoint in ${dir} was made with seed ${metadata.seed}, batch ${metadata.batch}; pass the same flags`);
+      throw new Error(
+        `checkpoint in ${dir} was made with seed ${metadata.seed}, batch ${metadata.batch}; pass the same flags`,
+      );
     }
     const moments = new Map<string, { m: Float32Array; v: Float32Array }>();
     for (const [name, v] of this.params) {
@@ -217,8 +226,12 @@ export function lossCurveSvg(losses: number[], width = 640, height = 320): strin
 <rect width="100%" height="100%" fill="white"/>
 <line x1="${pad}" y1="${height - pad}" x2="${width - pad}" y2="${height - pad}" stroke="black"/>
 <line x1="${pad}" y1="${pad}" x2="${pad}" y2="${height - pad}" stroke="black"/>
-<text x="${width / 2}" y="${height - 8}" text-anchor="middle" font-family="sans-serif" font-size="12">step (${losses.length})</text>
-<text x="8" y="${pad - 10}" font-family="sans-serif" font-size="12">loss (max ${maxY.toFixed(3)}, last ${smooth.at(-1)?.toFixed(4)})</text>
+<text x="${width / 2}" y="${
+    height - 8
+  }" text-anchor="middle" font-family="sans-serif" font-size="12">step (${losses.length})</text>
+<text x="8" y="${pad - 10}" font-family="sans-serif" font-size="12">loss (max ${maxY.toFixed(3)}, last ${
+    smooth.at(-1)?.toFixed(4)
+  })</text>
 <path d="${path}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>
 </svg>
 `;
@@ -231,7 +244,9 @@ export async function pretrain(options: PretrainOptions): Promise<{ losses: numb
   const ckptDir = join(options.out, "checkpoint");
   const losses = (await trainer.loadCheckpoint(ckptDir)) ?? [];
   options.log(
-    `tiny model: ${trainer.parameterCount()} parameters; ${trainer.step > 0 ? `resuming at step ${trainer.step}` : "from scratch"}`,
+    `tiny model: ${trainer.parameterCount()} parameters; ${
+      trainer.step > 0 ? `resuming at step ${trainer.step}` : "from scratch"
+    }`,
   );
   const t0 = performance.now();
   const startStep = trainer.step;
@@ -242,10 +257,15 @@ export async function pretrain(options: PretrainOptions): Promise<{ losses: numb
     const secs = (performance.now() - t0) / 1000;
     const eta = (secs / done) * (options.steps - trainer.step);
     const recent = losses.slice(-50);
-    const line = `step ${trainer.step}/${options.steps} loss ${(recent.reduce((a, b) => a + b, 0) / recent.length).toFixed(4)} ` +
+    const line = `step ${trainer.step}/${options.steps} loss ${
+      (recent.reduce((a, b) => a + b, 0) / recent.length).toFixed(4)
+    } ` +
       `${(done / secs).toFixed(2)} steps/s ETA ${Math.round(eta)}s`;
-    if (tty) Deno.stdout.writeSync(new TextEncoder().encode(`\r${line}   `));
-    else if (trainer.step % 100 === 0) options.log(line);
+    if (tty) {
+      Deno.stdout.writeSync(new TextEncoder().encode(`\r${line}   `));
+    } else if (trainer.step % 100 === 0) {
+      options.log(line);
+    }
     if (trainer.step % options.checkpointEvery === 0 || trainer.step === options.steps) {
       await trainer.saveCheckpoint(ckptDir, losses);
     }
@@ -259,7 +279,10 @@ export async function pretrain(options: PretrainOptions): Promise<{ losses: numb
     seed: options.seed,
     final_loss_mean_last_500: losses.slice(-500).reduce((a, b) => a + b, 0) / Math.min(500, losses.length),
   });
-  await Deno.writeTextFile(join(options.out, "loss.csv"), "step,loss\n" + losses.map((l, i) => `${i + 1},${l}`).join("\n") + "\n");
+  await Deno.writeTextFile(
+    join(options.out, "loss.csv"),
+    "step,loss\n" + losses.map((l, i) => `${i + 1},${l}`).join("\n") + "\n",
+  );
   await Deno.writeTextFile(join(options.out, "loss.svg"), lossCurveSvg(losses));
   trainer.dispose();
   return { losses, seconds };
@@ -297,5 +320,9 @@ if (import.meta.main) {
     backend: values.backend!,
     log: (l) => console.log(l),
   });
-  console.log(`done: ${r.losses.length} steps, last loss ${r.losses.at(-1)?.toFixed(4)}, ${r.seconds.toFixed(0)} s this run`);
+  console.log(
+    `done: ${r.losses.length} steps, last loss ${r.losses.at(-1)?.toFixed(4)}, ${
+      r.seconds.toFixed(0)
+    } s this run`,
+  );
 }

@@ -31,7 +31,11 @@ export function registerWasmSegmentKernels(): void {
       const xt = x instanceof tf.Tensor ? x : engine.makeTensorFromTensorInfo(x);
       const it = segmentIds instanceof tf.Tensor ? segmentIds : engine.makeTensorFromTensorInfo(segmentIds);
       try {
-        return unsortedSegmentSumByMatMul(xt, it, (attrs as { numSegments: number }).numSegments) as unknown as tf.TensorInfo;
+        return unsortedSegmentSumByMatMul(
+          xt,
+          it,
+          (attrs as { numSegments: number }).numSegments,
+        ) as unknown as tf.TensorInfo;
       } finally {
         if (xt !== x) xt.dispose();
         if (it !== segmentIds) it.dispose();

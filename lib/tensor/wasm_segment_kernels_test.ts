@@ -10,7 +10,11 @@ Deno.test("wasm UnsortedSegmentSum: the gather gradient matches the cpu backend"
   const grad = () =>
     tf.tidy(() => {
       const w = tf.tensor2d(table);
-      const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.gather(t, tf.tensor2d(ids, [2, 3], "int32")), tf.reshape(tf.range(1, 19), [2, 3, 3]))));
+      const g = tf.grad((t: tf.Tensor) =>
+        tf.sum(
+          tf.mul(tf.gather(t, tf.tensor2d(ids, [2, 3], "int32")), tf.reshape(tf.range(1, 19), [2, 3, 3])),
+        )
+      );
       return Array.from(g(w).dataSync());
     });
   await initBackend("cpu");

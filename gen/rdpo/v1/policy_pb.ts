@@ -312,7 +312,8 @@ export type SampleCandidatesRequest = Message<"rdpo.v1.SampleCandidatesRequest">
   numCandidates: number;
 
   /**
-   * Candidate k of item b uses the Gaussian stream noise.stream + b * K + k.
+   * Candidate k of item b uses the Gaussian stream noise.stream + b * K + k, block step_index + 1
+   * (lib/rdpo/rng.ts; block 0 of stream noise.stream + b is item b's x_T).
    *
    * @generated from field: rdpo.v1.RngKey noise = 6;
    */
@@ -593,8 +594,8 @@ export type GenerateRequest = Message<"rdpo.v1.GenerateRequest"> & {
   step?: StepConfig | undefined;
 
   /**
-   * x_T for each item and the per-step noise: stream noise.stream + b, steps draw from
-   * consecutive streams as documented in lib/rdpo/rng.ts.
+   * Item b uses stream noise.stream + b: x_T is its block 0, the noise of inference step i its
+   * block i + 1 (lib/rdpo/rng.ts), so Generate equals a chain of K = 1 SampleCandidates calls.
    *
    * @generated from field: rdpo.v1.RngKey noise = 3;
    */
