@@ -98,7 +98,7 @@ export class TinyModelTrainer {
   }
 
   /** One optimizer step on batch `step`; returns the loss. */
-  trainStep(): number {
+  async trainStep(): Promise<number> {
     const { batch, seed, dropPrompt } = this.options;
     const size = TINY_IMAGE_SIZE;
     const rand = stepRandom(seed, this.step);
@@ -118,8 +118,7 @@ export class TinyModelTrainer {
     }
     const eps = normals(rand, batch * 3 * size * size);
     const lr = this.options.lr * Math.min(1, (this.step + 1) / Math.max(1, this.options.warmup));
-    let lossValue = 0;
-    tf.tidy(() => {
+    const { value, grads } = tf.tidy(() => {
       const x0 = tf.transpose(tf.tensor4d(images, [batch, size, size, 3]), [0, 3, 1, 2]) as tf.Tensor4D;
       const noise = tf.tensor4d(eps, [batch, 3, size, size]);
       const abar = ts.map((t) => this.schedule.alphasCumprod[t]);
@@ -127,26 +126,32 @@ export class TinyModelTrainer {
         tf.mul(x0, tf.tensor4d(abar.map(Math.sqrt), [batch, 1, 1, 1])),
         tf.mul(noise, tf.tensor4d(abar.map((a) => Math.sqrt(1 - a)), [batch, 1, 1, 1])),
       ) as tf.Tensor4D;
-      const { value, grads } = tf.variableGrads(() => {
+      return tf.variableGrads(() => {
         const ctx = this.text.forward(tf.tensor2d(ids, [batch, this.tokenizer.maxLength], "int32"));
         const pred = this.unet.forward(xt, ts, ctx.lastHiddenState);
         return tf.mean(tf.square(tf.sub(pred, noise))) as tf.Scalar;
       }, [...this.params.values()]);
+    });
+    let lossValue: number;
+    try {
       const byName = new Map<string, tf.Tensor>();
       for (const [name, v] of this.params) byName.set(name, grads[v.name]);
-      this.optimizer.apply(byName, resolveAdamConfig({ learningRate: lr, maxGradNorm: 1 }));
-      lossValue = value.dataSync()[0];
-    });
+      await this.optimizer.apply(byName, resolveAdamConfig({ learningRate: lr, maxGradNorm: 1 }));
+      lossValue = (await value.data())[0];
+    } finally {
+      value.dispose();
+      Object.values(grads).forEach((g) => g.dispose());
+    }
     this.step += 1;
     return lossValue;
   }
 
   async saveCheckpoint(dir: string, losses: number[]): Promise<void> {
     await Deno.mkdir(dir, { recursive: true });
-    const state = this.optimizer.exportState();
+    const state = await this.optimizer.exportState();
     const tensors = new Map<string, TensorRecord>();
     for (const [name, v] of this.params) {
-      tensors.set(`param.${name}`, { dtype: "F32", shape: [v.size], data: v.dataSync() as Float32Array });
+      tensors.set(`param.${name}`, { dtype: "F32", shape: [v.size], data: (await v.data()) as Float32Array });
       const mv = state.moments.get(name)!;
       tensors.set(`adam_m.${name}`, { dtype: "F32", shape: [v.size], data: mv.m });
       tensors.set(`adam_v.${name}`, { dtype: "F32", shape: [v.size], data: mv.v });
@@ -252,7 +257,7 @@ export async function pretrain(options: PretrainOptions): Promise<{ losses: numb
   const startStep = trainer.step;
   const tty = Deno.stdout.isTerminal();
   while (trainer.step < options.steps) {
-    losses.push(trainer.trainStep());
+    losses.push(await trainer.trainStep());
     const done = trainer.step - startStep;
     const secs = (performance.now() - t0) / 1000;
     const eta = (secs / done) * (options.steps - trainer.step);

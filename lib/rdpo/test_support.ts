@@ -15,17 +15,9 @@ export function testBackends(): BackendName[] {
   return env.split(",").map((s) => parseBackendName(s.trim()));
 }
 
-let gradients: Promise<unknown> | null = null;
-
-/**
- * Selects the backend and registers tfjs' gradient functions: @tensorflow/tfjs-core's Node bundle
- * registers none; the union package's bundle registers them all in tfjs' global registry (the same
- * approach as services/policy/model/gradients.ts, which lib/ cannot import).
- */
+/** Selects the backend, with tfjs' gradient functions registered (lib/tensor/gradients.ts). */
 export async function useBackend(name: BackendName = testBackends()[0]): Promise<void> {
-  gradients ??= import("@tensorflow/tfjs");
-  await gradients;
-  await initBackend(name);
+  await initBackend(name, { gradients: true });
 }
 
 /** Largest |a[i] - b[i]|; throws when the lengths differ. */

@@ -28,8 +28,12 @@ const registered = new Set<BackendName>();
 async function register(name: BackendName): Promise<void> {
   if (registered.has(name)) return;
   switch (name) {
-    case "cpu":
-      break; // registered by the side-effect import above
+    case "cpu": {
+      // tfjs-backend-cpu's ResizeNearestNeighborGrad is wrong for batch > 1 (wasm_kernels.ts).
+      const { registerCpuKernelFixes } = await import("./wasm_kernels.ts");
+      await registerCpuKernelFixes();
+      break;
+    }
     case "wasm": {
       const wasm = await import("@tensorflow/tfjs-backend-wasm");
       wasm.setWasmPaths(`file://${wasmDir()}`);
@@ -67,9 +71,16 @@ async function register(name: BackendName): Promise<void> {
   registered.add(name);
 }
 
-/** Selects and initialises a backend; throws with a clear message when it is unavailable. */
-export async function initBackend(name: BackendName): Promise<string> {
+/**
+ * Selects and initialises a backend; throws with a clear message when it is unavailable. With
+ * `gradients`, also registers tfjs' gradient functions (gradients.ts), which training needs.
+ */
+export async function initBackend(name: BackendName, options: { gradients?: boolean } = {}): Promise<string> {
   await register(name);
+  if (options.gradients) {
+    const { enableGradients } = await import("./gradients.ts");
+    await enableGradients();
+  }
   const backendKey = name === "tensorflow" ? "tensorflow" : name;
   const ok = await tf.setBackend(backendKey);
   if (!ok) throw new Error(`backend ${name}: tfjs could not initialise it`);

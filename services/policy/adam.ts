@@ -81,20 +81,25 @@ export class AdamOptimizer {
     return this.#step;
   }
 
-  /** The global L2 norm of the gradients. */
-  static globalNorm(grads: ReadonlyMap<string, tf.Tensor>): number {
-    return tf.tidy(() => {
-      let total = tf.scalar(0);
-      for (const g of grads.values()) total = tf.add(total, tf.sum(tf.square(g)));
-      return Math.sqrt(total.dataSync()[0]);
+  /** The global L2 norm of the gradients (read back asynchronously: WebGPU cannot dataSync). */
+  static async globalNorm(grads: ReadonlyMap<string, tf.Tensor>): Promise<number> {
+    const total = tf.tidy(() => {
+      let sum = tf.scalar(0);
+      for (const g of grads.values()) sum = tf.add(sum, tf.sum(tf.square(g)));
+      return sum;
     });
+    try {
+      return Math.sqrt((await total.data())[0]);
+    } finally {
+      total.dispose();
+    }
   }
 
   /**
    * Applies one update from `grads` (name -> gradient, every parameter present). Returns the
    * gradient norm before clipping.
    */
-  apply(grads: ReadonlyMap<string, tf.Tensor>, config: AdamConfig): number {
+  async apply(grads: ReadonlyMap<string, tf.Tensor>, config: AdamConfig): Promise<number> {
     for (const name of this.params.keys()) {
       const g = grads.get(name);
       if (!g) throw new InvalidArgumentError("gradients", `missing gradient for "${name}"`);
@@ -106,7 +111,7 @@ export class AdamOptimizer {
     for (const name of grads.keys()) {
       if (!this.params.has(name)) throw new InvalidArgumentError("gradients", `unknown parameter "${name}"`);
     }
-    const norm = AdamOptimizer.globalNorm(grads);
+    const norm = await AdamOptimizer.globalNorm(grads);
     if (!Number.isFinite(norm)) {
       throw new InvalidArgumentError(
         "gradients",
@@ -139,15 +144,16 @@ export class AdamOptimizer {
     return norm;
   }
 
-  exportState(): AdamState {
+  async exportState(): Promise<AdamState> {
+    const step = this.#step;
     const moments = new Map<string, { m: Float32Array; v: Float32Array }>();
     for (const name of this.params.keys()) {
       moments.set(name, {
-        m: this.#m.get(name)!.dataSync() as Float32Array,
-        v: this.#v.get(name)!.dataSync() as Float32Array,
+        m: (await this.#m.get(name)!.data()) as Float32Array,
+        v: (await this.#v.get(name)!.data()) as Float32Array,
       });
     }
-    return { step: this.#step, moments };
+    return { step, moments };
   }
 
   /** Restores exported state exactly; every parameter's moments must be present with its size. */

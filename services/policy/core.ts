@@ -52,6 +52,7 @@ import { type AdamConfig, AdamOptimizer, type AdamState } from "./adam.ts";
 import { type ConditioningInput, Denoiser, type HostTensor } from "./denoiser.ts";
 import { DEFAULT_LORA_TARGETS, LoraAdapter, parseLoraMetadata } from "./model/lora.ts";
 import { decodeToUnit, encodeFromUnit, type PolicyPipeline } from "./pipeline.ts";
+import { traceDecode, traceUnet } from "../../lib/telemetry/policy.ts";
 
 export type { ConditioningInput, HostTensor };
 export type Role = "policy" | "reference";
@@ -140,6 +141,28 @@ export interface TrainStepInput {
   noise: RngKey;
 }
 
+export interface ApplyGradientsInput {
+  /** PEFT names and layout. */
+  gradients: Map<string, { shape: number[]; data: Float32Array }>;
+  optimizer: AdamConfig;
+  expectedOptimizerStep?: number;
+  requestId: string;
+}
+
+export interface LoadAdapterInput {
+  adapter?: {
+    weights: Map<string, { shape: number[]; data: Float32Array }>;
+    rank: number;
+    alpha: number;
+    targetModules: string[];
+    optimizerState: Map<string, { shape: number[]; data: Float32Array }>;
+    optimizerStep: number;
+  };
+  path?: string;
+  reset?: boolean;
+  seed?: number;
+}
+
 export interface PairResult {
   logRatioWinner: number;
   logRatioLoser: number;
@@ -169,18 +192,68 @@ export interface AdapterData {
   checksum: string;
 }
 
-const host = (t: tf.Tensor): HostTensor => ({ shape: [...t.shape], data: t.dataSync() as Float32Array });
-
 /**
- * Runs `fn` in a tfjs scope and frees every tensor it created; for computations whose results are
- * host data (typed arrays read back with dataSync, which copies or keeps its own buffer alive).
+ * Tensors computed in a synchronous tfjs scope, read back to the host afterwards with the async
+ * `data()`: WebGPU under Deno cannot `dataSync()`. `float`/`images` keep a tensor past its scope and
+ * start its read; `done()` waits for every read and frees the kept tensors.
  */
-function hostScope<T>(fn: () => T): T {
-  let out: T | undefined;
-  tf.tidy(() => {
-    out = fn();
-  });
-  return out as T;
+class Readback {
+  readonly #kept: tf.Tensor[] = [];
+  readonly #reads: Promise<unknown>[] = [];
+
+  #read<T>(t: tf.Tensor, convert: (data: tf.TypedArray, shape: number[]) => T): Promise<T> {
+    const kept = tf.keep(t);
+    this.#kept.push(kept);
+    const read = kept.data().then((d) => convert(d, [...kept.shape]));
+    this.#reads.push(read.catch(() => {}));
+    return read;
+  }
+
+  float(t: tf.Tensor): Promise<HostTensor> {
+    return this.#read(t, (data, shape) => ({ shape, data: data as Float32Array }));
+  }
+
+  /** float [0, 1] NCHW -> uint8 RGB images, quantised as DDPO does: round(x * 255) clamped. */
+  images(unit: tf.Tensor4D): Promise<RgbImage[]> {
+    const [b, c, h, w] = unit.shape;
+    if (c !== 3) {
+      throw new FailedPreconditionError(`decoded images have ${c} channels; only RGB (3) is supported`);
+    }
+    const bytes = tf.cast(
+      tf.clipByValue(tf.round(tf.mul(tf.transpose(unit, [0, 2, 3, 1]), 255)), 0, 255),
+      "int32",
+    );
+    return this.#read(bytes, (data) => {
+      const n = h * w * 3;
+      return Array.from({ length: b }, (_, i) => ({
+        width: w,
+        height: h,
+        data: Uint8Array.from((data as Int32Array).subarray(i * n, (i + 1) * n)),
+      }));
+    });
+  }
+
+  async done(): Promise<void> {
+    await Promise.all(this.#reads);
+    for (const t of this.#kept) t.dispose();
+  }
+}
+
+/** Runs `compute` (synchronous tfjs work that starts reads on `rb`), awaits its reads, frees it all. */
+async function withReadback<T>(compute: (rb: Readback) => Promise<T>): Promise<T> {
+  const rb = new Readback();
+  try {
+    return await compute(rb);
+  } finally {
+    await rb.done();
+  }
+}
+
+/** Transpose of a row-major [rows, cols] matrix, on the host. */
+function transposeHost(data: ArrayLike<number>, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c];
+  return out;
 }
 
 function product(xs: readonly number[]): number {
@@ -225,24 +298,6 @@ function repeatItems<T extends tf.Tensor>(x: T, k: number): T {
   });
 }
 
-/** float [0, 1] NCHW -> uint8 RGB images, quantised as DDPO does: round(x * 255) clamped. */
-function toImages(unit: tf.Tensor4D): RgbImage[] {
-  const [b, c, h, w] = unit.shape;
-  if (c !== 3) {
-    throw new FailedPreconditionError(`decoded images have ${c} channels; only RGB (3) is supported`);
-  }
-  const bytes = tf.tidy(() =>
-    tf.cast(tf.clipByValue(tf.round(tf.mul(tf.transpose(unit, [0, 2, 3, 1]), 255)), 0, 255), "int32")
-      .dataSync()
-  );
-  const out: RgbImage[] = [];
-  const n = h * w * 3;
-  for (let i = 0; i < b; i++) {
-    out.push({ width: w, height: h, data: Uint8Array.from(bytes.subarray(i * n, (i + 1) * n)) });
-  }
-  return out;
-}
-
 /** Hex sha256 of the tensors in name order (names and raw bytes). */
 export async function checksumTensors(tensors: ReadonlyMap<string, TensorRecord>): Promise<string> {
   const enc = new TextEncoder();
@@ -281,6 +336,14 @@ export class PolicyCore {
   readonly instanceId = crypto.randomUUID();
   #adapter: AdapterSlot | null = null;
   #lastTrain: { requestId: string; stepBefore: number; result: TrainStepOutput } | null = null;
+  /** Serialises adapter changes (train, apply, load): awaits inside them must not interleave. */
+  #adapterLock: Promise<unknown> = Promise.resolve();
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#adapterLock.then(fn, fn);
+    this.#adapterLock = run.catch(() => {});
+    return run;
+  }
 
   constructor(readonly pipeline: PolicyPipeline, readonly options: PolicyCoreOptions) {
     this.denoiser = new Denoiser(pipeline);
@@ -390,7 +453,7 @@ export class PolicyCore {
       loraAlpha: a?.lora.alpha ?? 0,
       loraTargetModules: a ? [...a.lora.targetModules] : [],
       optimizerStep: a?.optimizer.step ?? 0,
-      adapterChecksum: a ? await checksumTensors(a.lora.toPeftTensors()) : "",
+      adapterChecksum: a ? await checksumTensors(await a.lora.toPeftTensorsAsync()) : "",
       memoryBytes: mem.numBytes,
       tensorCount: mem.numTensors,
       instanceId: this.instanceId,
@@ -399,17 +462,13 @@ export class PolicyCore {
     };
   }
 
-  encodePrompts(prompts: string[]): { embeds: HostTensor; ids: Int32Array; length: number } {
+  async encodePrompts(prompts: string[]): Promise<{ embeds: HostTensor; ids: Int32Array; length: number }> {
     const { embeds, ids, length } = this.denoiser.encodePrompts(prompts, "prompts");
-    try {
-      return { embeds: host(embeds), ids, length };
-    } finally {
-      embeds.dispose();
-    }
+    return await withReadback(async (rb) => ({ embeds: await rb.float(embeds), ids, length }));
   }
 
   /** One sampling step with K candidates per item (proto SampleCandidates). */
-  sampleCandidates(input: SampleCandidatesInput): SampleCandidatesOutput {
+  async sampleCandidates(input: SampleCandidatesInput): Promise<SampleCandidatesOutput> {
     const [b, c, h, w] = this.#checkLatents(input.latents, "latents");
     const k = input.numCandidates;
     if (!Number.isInteger(k) || k < 1) {
@@ -433,57 +492,80 @@ export class PolicyCore {
     const w_ = input.step.guidanceScale;
     const cond = this.denoiser.conditioning(input.conditioning, b, w_);
     try {
-      return hostScope(() => {
-        const x = tf.tensor4d(input.latents.data, [b, c, h, w]);
-        const epsParent = input.parentNoisePred
-          ? tf.tensor4d(input.parentNoisePred.data, [b, c, h, w])
-          : this.denoiser.noise(x, new Array(b).fill(coeff.timestep), cond, w_, lora);
-        const { mean, predOriginalSample } = stepMean(x, epsParent, coeff);
-        const meanRep = repeatItems(mean, k);
-        const z = tf.tensor4d(candidateNoise(input.noise, b, k, c * h * w, input.stepIndex), [
-          b * k,
-          c,
-          h,
-          w,
-        ]);
-        const cands = (coeff.sigma > 0 ? tf.add(meanRep, tf.mul(z, coeff.sigma)) : meanRep) as tf.Tensor4D;
-        const logProbs = coeff.sigma > 0 ? stepLogProb(cands, meanRep, coeff, input.step.reduction) : null;
-        let epsCand: tf.Tensor4D | null = null;
-        let x0Cand: tf.Tensor4D | null = null;
-        if (input.decodeCandidates || input.predictCandidateNoise) {
-          if (last) {
-            x0Cand = cands; // x_prev is x_0 at the last step
-          } else {
-            const condRep = {
-              cond: repeatItems(cond.cond, k),
-              uncond: cond.uncond ? repeatItems(cond.uncond, k) : null,
-              dispose() {},
-            };
-            epsCand = this.denoiser.noise(
-              cands,
-              new Array(b * k).fill(coeff.prevTimestep),
-              condRep,
-              w_,
-              lora,
-            );
-            const prevCoeff = stepCoefficients(this.pipeline.schedule, cfg, coeff.prevTimestep);
-            x0Cand = predictOriginalSample(cands, epsCand, prevCoeff) as tf.Tensor4D;
+      return await withReadback(async (rb) => {
+        let reads!: {
+          candidates: Promise<HostTensor>;
+          logProbs: Promise<HostTensor> | null;
+          candidateNoisePred: Promise<HostTensor> | null;
+          candidateImages: Promise<RgbImage[]> | null;
+          parentImages: Promise<RgbImage[]> | null;
+          parentNoisePred: Promise<HostTensor>;
+        };
+        tf.tidy(() => {
+          const x = tf.tensor4d(input.latents.data, [b, c, h, w]);
+          const epsParent = input.parentNoisePred
+            ? tf.tensor4d(input.parentNoisePred.data, [b, c, h, w])
+            : traceUnet(b, coeff.timestep, () =>
+              this.denoiser.noise(x, new Array(b).fill(coeff.timestep), cond, w_, lora));
+          const { mean, predOriginalSample } = stepMean(x, epsParent, coeff);
+          const meanRep = repeatItems(mean, k);
+          const z = tf.tensor4d(candidateNoise(input.noise, b, k, c * h * w, input.stepIndex), [
+            b * k,
+            c,
+            h,
+            w,
+          ]);
+          const cands = (coeff.sigma > 0 ? tf.add(meanRep, tf.mul(z, coeff.sigma)) : meanRep) as tf.Tensor4D;
+          const logProbs = coeff.sigma > 0 ? stepLogProb(cands, meanRep, coeff, input.step.reduction) : null;
+          let epsCand: tf.Tensor4D | null = null;
+          let x0Cand: tf.Tensor4D | null = null;
+          if (input.decodeCandidates || input.predictCandidateNoise) {
+            if (last) {
+              x0Cand = cands; // x_prev is x_0 at the last step
+            } else {
+              const condRep = {
+                cond: repeatItems(cond.cond, k),
+                uncond: cond.uncond ? repeatItems(cond.uncond, k) : null,
+                dispose() {},
+              };
+              epsCand = traceUnet(b * k, coeff.prevTimestep, () =>
+                this.denoiser.noise(
+                  cands,
+                  new Array(b * k).fill(coeff.prevTimestep),
+                  condRep,
+                  w_,
+                  lora,
+                ));
+              const prevCoeff = stepCoefficients(this.pipeline.schedule, cfg, coeff.prevTimestep);
+              x0Cand = predictOriginalSample(cands, epsCand, prevCoeff) as tf.Tensor4D;
+            }
           }
-        }
-        const shape5 = [b, k, c, h, w];
+          const shape5 = [b, k, c, h, w];
+          reads = {
+            candidates: rb.float(tf.reshape(cands, shape5)),
+            logProbs: logProbs ? rb.float(tf.reshape(logProbs, [b, k])) : null,
+            candidateNoisePred: epsCand && input.predictCandidateNoise
+              ? rb.float(tf.reshape(epsCand, shape5))
+              : null,
+            candidateImages: input.decodeCandidates && x0Cand
+              ? traceDecode(b * k, () => rb.images(decodeToUnit(this.pipeline, x0Cand!)))
+              : null,
+            parentImages: input.decodeParent
+              ? traceDecode(
+                b,
+                () => rb.images(decodeToUnit(this.pipeline, predOriginalSample as tf.Tensor4D)),
+              )
+              : null,
+            parentNoisePred: rb.float(epsParent),
+          };
+        });
         return {
-          candidates: { shape: shape5, data: cands.dataSync() as Float32Array },
-          logProbs: logProbs ? { shape: [b, k], data: logProbs.dataSync() as Float32Array } : null,
-          candidateNoisePred: epsCand && input.predictCandidateNoise
-            ? { shape: shape5, data: epsCand.dataSync() as Float32Array }
-            : null,
-          candidateImages: input.decodeCandidates && x0Cand
-            ? toImages(decodeToUnit(this.pipeline, x0Cand))
-            : [],
-          parentImages: input.decodeParent
-            ? toImages(decodeToUnit(this.pipeline, predOriginalSample as tf.Tensor4D))
-            : [],
-          parentNoisePred: host(epsParent),
+          candidates: await reads.candidates,
+          logProbs: reads.logProbs ? await reads.logProbs : null,
+          candidateNoisePred: reads.candidateNoisePred ? await reads.candidateNoisePred : null,
+          candidateImages: reads.candidateImages ? await reads.candidateImages : [],
+          parentImages: reads.parentImages ? await reads.parentImages : [],
+          parentNoisePred: await reads.parentNoisePred,
           timestep: coeff.timestep,
           prevTimestep: coeff.prevTimestep,
           sigma: coeff.sigma,
@@ -495,13 +577,13 @@ export class PolicyCore {
   }
 
   /** Guided eps of the policy or the reference at given timestep values (proto PredictNoise). */
-  predictNoise(input: {
+  async predictNoise(input: {
     conditioning: ConditioningInput;
     latents: HostTensor;
     timesteps: number[];
     guidanceScale: number;
     role: Role;
-  }): HostTensor {
+  }): Promise<HostTensor> {
     const [b, c, h, w] = this.#checkLatents(input.latents, "latents");
     this.#checkBatch(b, "latents");
     validateGuidanceScale(input.guidanceScale, "guidance_scale");
@@ -524,14 +606,16 @@ export class PolicyCore {
     const lora = this.#useLora(input.role);
     const cond = this.denoiser.conditioning(input.conditioning, b, input.guidanceScale);
     try {
-      return hostScope(() =>
-        host(
-          this.denoiser.noise(
-            tf.tensor4d(input.latents.data, [b, c, h, w]),
-            ts,
-            cond,
-            input.guidanceScale,
-            lora,
+      return await withReadback((rb) =>
+        rb.float(
+          tf.tidy(() =>
+            this.denoiser.noise(
+              tf.tensor4d(input.latents.data, [b, c, h, w]),
+              ts,
+              cond,
+              input.guidanceScale,
+              lora,
+            )
           ),
         )
       );
@@ -540,16 +624,25 @@ export class PolicyCore {
     }
   }
 
-  decode(latents: HostTensor, returnTensor: boolean): { images: RgbImage[]; pixels: HostTensor | null } {
+  async decode(
+    latents: HostTensor,
+    returnTensor: boolean,
+  ): Promise<{ images: RgbImage[]; pixels: HostTensor | null }> {
     const [b, c, h, w] = this.#checkLatents(latents, "latents");
     this.#checkBatch(b, "latents");
-    return hostScope(() => {
-      const unit = decodeToUnit(this.pipeline, tf.tensor4d(latents.data, [b, c, h, w]));
-      return { images: toImages(unit), pixels: returnTensor ? host(unit) : null };
+    return await withReadback(async (rb) => {
+      let images!: Promise<RgbImage[]>;
+      let pixels: Promise<HostTensor> | null = null;
+      tf.tidy(() => {
+        const unit = decodeToUnit(this.pipeline, tf.tensor4d(latents.data, [b, c, h, w]));
+        images = rb.images(unit);
+        if (returnTensor) pixels = rb.float(unit);
+      });
+      return { images: await images, pixels: pixels ? await pixels : null };
     });
   }
 
-  encodeImages(images: RgbImage[]): HostTensor {
+  async encodeImages(images: RgbImage[]): Promise<HostTensor> {
     if (images.length === 0) throw new InvalidArgumentError("images", "must not be empty");
     this.#checkBatch(images.length, "images");
     const { imageWidth: W, imageHeight: H } = this.pipeline;
@@ -567,23 +660,25 @@ export class PolicyCore {
         );
       }
     });
-    return hostScope(() => {
-      const all = new Float32Array(images.length * H * W * 3);
-      images.forEach((im, i) => all.set(Float32Array.from(im.data, (v) => v / 255), i * H * W * 3));
-      const unit = tf.transpose(tf.tensor4d(all, [images.length, H, W, 3]), [0, 3, 1, 2]) as tf.Tensor4D;
-      return host(encodeFromUnit(this.pipeline, unit));
-    });
+    return await withReadback((rb) =>
+      rb.float(tf.tidy(() => {
+        const all = new Float32Array(images.length * H * W * 3);
+        images.forEach((im, i) => all.set(Float32Array.from(im.data, (v) => v / 255), i * H * W * 3));
+        const unit = tf.transpose(tf.tensor4d(all, [images.length, H, W, 3]), [0, 3, 1, 2]) as tf.Tensor4D;
+        return encodeFromUnit(this.pipeline, unit);
+      }))
+    );
   }
 
   /** Full trajectories from seeded x_T to images (proto Generate). */
-  generate(input: {
+  async generate(input: {
     conditioning: ConditioningInput;
     step: StepOptions;
     noise: RngKey;
     initialLatents?: HostTensor;
     batch: number;
     role: Role;
-  }): { images: RgbImage[]; latents: HostTensor } {
+  }): Promise<{ images: RgbImage[]; latents: HostTensor }> {
     const cfg = this.#samplerConfig(input.step, false);
     const [c, h, w] = this.pipeline.latentShape;
     let b = input.batch;
@@ -618,7 +713,10 @@ export class PolicyCore {
         x = next;
       }
       try {
-        return hostScope(() => ({ images: toImages(decodeToUnit(this.pipeline, x)), latents: host(x) }));
+        return await withReadback(async (rb) => {
+          const images = rb.images(tf.tidy(() => decodeToUnit(this.pipeline, x)));
+          return { images: await images, latents: await rb.float(x.clone()) };
+        });
       } finally {
         x.dispose();
       }
@@ -682,33 +780,45 @@ export class PolicyCore {
   }
 
   /** h, log pi_theta and log pi_ref per transition (proto LogRatios; RDPO_SPEC.md section 2). */
-  logRatios(input: { transitions: TransitionsInput; step: StepOptions }): {
+  async logRatios(input: { transitions: TransitionsInput; step: StepOptions }): Promise<{
     logRatios: HostTensor;
     policyLogProbs: HostTensor;
     referenceLogProbs: HostTensor;
-  } {
+  }> {
     this.#requireAdapter("LogRatios");
     const t = input.transitions;
     const { batch, shape, coeffs } = this.#checkTransitions(t, "transitions", input.step, true);
     this.#checkBatch(batch, "transitions");
     const w = input.step.guidanceScale;
     const red = input.step.reduction;
-    return hostScope(() => {
-      const x = tf.tensor4d(t.latents.data, shape);
-      const next = tf.tensor4d(t.nextLatents!.data, shape);
-      const muRef = this.#referenceMean(t, x, coeffs, w);
-      const cond = this.denoiser.conditioning(t.conditioning, batch, w);
-      let muTheta: tf.Tensor4D;
-      try {
-        const eps = this.denoiser.noise(x, coeffs.map((c) => c.timestep), cond, w, true);
-        muTheta = stepMean(x, eps, coeffs).mean as tf.Tensor4D;
-      } finally {
-        cond.dispose();
-      }
+    return await withReadback(async (rb) => {
+      let reads!: {
+        logRatios: Promise<HostTensor>;
+        policy: Promise<HostTensor>;
+        reference: Promise<HostTensor>;
+      };
+      tf.tidy(() => {
+        const x = tf.tensor4d(t.latents.data, shape);
+        const next = tf.tensor4d(t.nextLatents!.data, shape);
+        const muRef = this.#referenceMean(t, x, coeffs, w);
+        const cond = this.denoiser.conditioning(t.conditioning, batch, w);
+        let muTheta: tf.Tensor4D;
+        try {
+          const eps = this.denoiser.noise(x, coeffs.map((c) => c.timestep), cond, w, true);
+          muTheta = stepMean(x, eps, coeffs).mean as tf.Tensor4D;
+        } finally {
+          cond.dispose();
+        }
+        reads = {
+          logRatios: rb.float(logRatio(next, muTheta, muRef, coeffs, red)),
+          policy: rb.float(stepLogProb(next, muTheta, coeffs, red)),
+          reference: rb.float(stepLogProb(next, muRef, coeffs, red)),
+        };
+      });
       return {
-        logRatios: host(logRatio(next, muTheta, muRef, coeffs, red)),
-        policyLogProbs: host(stepLogProb(next, muTheta, coeffs, red)),
-        referenceLogProbs: host(stepLogProb(next, muRef, coeffs, red)),
+        logRatios: await reads.logRatios,
+        policyLogProbs: await reads.policy,
+        referenceLogProbs: await reads.reference,
       };
     });
   }
@@ -741,7 +851,11 @@ export class PolicyCore {
   }
 
   /** One optimizer step on a batch of pairs (proto TrainStep; losses per RDPO_SPEC.md section 5). */
-  async trainStep(input: TrainStepInput): Promise<TrainStepOutput> {
+  trainStep(input: TrainStepInput): Promise<TrainStepOutput> {
+    return this.#exclusive(() => this.#trainStep(input));
+  }
+
+  async #trainStep(input: TrainStepInput): Promise<TrainStepOutput> {
     const slot = this.#requireAdapter("TrainStep");
     await enableGradients();
     validateLossConfig(input.loss, "loss");
@@ -776,15 +890,18 @@ export class PolicyCore {
       let gradNorm: number;
       let gradients: Map<string, TensorRecord> | null = null;
       if (input.returnGradients) {
-        gradNorm = AdamOptimizer.globalNorm(pg);
+        gradNorm = await AdamOptimizer.globalNorm(pg);
         gradients = new Map();
-        for (const [k, g] of pg) gradients.set(k, this.#toPeftRecord(k, g, slot));
+        for (const [k, g] of pg) {
+          gradients.set(k, this.#toPeftRecord(k, (await g.data()) as Float32Array, slot));
+        }
       } else {
-        gradNorm = slot.optimizer.apply(pg, input.optimizer);
+        gradNorm = await slot.optimizer.apply(pg, input.optimizer);
       }
-      const hW = metrics.hW!.dataSync();
-      const hL = metrics.hL!.dataSync();
-      const per = metrics.perPair!.dataSync();
+      const hW = await metrics.hW!.data();
+      const hL = await metrics.hL!.data();
+      const per = await metrics.perPair!.data();
+      const lossValue = (await value!.data())[0];
       const pairResults: PairResult[] = [];
       for (let i = 0; i < pairs; i++) {
         pairResults.push({
@@ -796,7 +913,7 @@ export class PolicyCore {
       }
       const mean = (xs: ArrayLike<number>) => Array.from(xs).reduce((a, b) => a + b, 0) / xs.length;
       const result: TrainStepOutput = {
-        loss: value.dataSync()[0],
+        loss: lossValue,
         meanLogRatioWinner: mean(hW),
         meanLogRatioLoser: mean(hL),
         accuracy: pairResults.filter((p) => p.correct).length / pairs,
@@ -804,7 +921,7 @@ export class PolicyCore {
         optimizerStep: slot.optimizer.step,
         pairs: pairResults,
         gradients,
-        adapterChecksum: await checksumTensors(slot.lora.toPeftTensors()),
+        adapterChecksum: await checksumTensors(await slot.lora.toPeftTensorsAsync()),
       };
       if (!input.returnGradients) this.#lastTrain = { requestId: input.requestId, stepBefore, result };
       return result;
@@ -926,39 +1043,41 @@ export class PolicyCore {
     }
   }
 
-  #toPeftRecord(key: string, t: tf.Tensor, slot: AdapterSlot): TensorRecord {
-    // Internal layout is the transpose of PEFT's ([in, r] for A, [r, out] for B).
-    const v = slot.varByPeft.get(key)!;
-    const data = hostScope(() => tf.transpose(tf.reshape(t, v.shape)).dataSync() as Float32Array);
-    const [rows, cols] = v.shape as [number, number];
-    return { dtype: "F32", shape: [cols, rows], data };
+  /** Internal-layout values of adapter variable `key` -> a PEFT record (transposed: A [r, in], B [out, r]). */
+  #toPeftRecord(key: string, internal: Float32Array, slot: AdapterSlot): TensorRecord {
+    const [rows, cols] = slot.varByPeft.get(key)!.shape as [number, number];
+    return { dtype: "F32", shape: [cols, rows], data: transposeHost(internal, rows, cols) };
   }
 
+  /** A PEFT record for adapter variable `key` -> its internal-layout values, validated. */
   #fromPeftRecord(
     key: string,
     rec: { shape: readonly number[]; data: ArrayLike<number> },
     slot: AdapterSlot,
     field: string,
-  ): tf.Tensor {
+  ): Float32Array {
     const v = slot.varByPeft.get(key);
     if (!v) throw new InvalidArgumentError(field, `unknown adapter key "${key}"`);
-    if (rec.shape.length !== 2 || rec.shape[0] !== v.shape[1] || rec.shape[1] !== v.shape[0]) {
+    const [rows, cols] = v.shape as [number, number];
+    if (rec.shape.length !== 2 || rec.shape[0] !== cols || rec.shape[1] !== rows) {
       throw new InvalidArgumentError(
         field,
-        `"${key}" must have shape [${v.shape[1]}, ${v.shape[0]}], got ${JSON.stringify(rec.shape)}`,
+        `"${key}" must have shape [${cols}, ${rows}], got ${JSON.stringify(rec.shape)}`,
       );
     }
-    const [rows, cols] = v.shape as [number, number];
-    return tf.tidy(() => tf.transpose(tf.tensor2d(Float32Array.from(rec.data), [cols, rows])));
+    return transposeHost(rec.data, cols, rows);
   }
 
   /** Applies externally averaged gradients (PEFT names and layout) with Adam (proto ApplyGradients). */
-  async applyGradients(input: {
-    gradients: Map<string, { shape: number[]; data: Float32Array }>;
-    optimizer: AdamConfig;
-    expectedOptimizerStep?: number;
-    requestId: string;
-  }): Promise<{ optimizerStep: number; adapterChecksum: string; gradNorm: number }> {
+  applyGradients(
+    input: ApplyGradientsInput,
+  ): Promise<{ optimizerStep: number; adapterChecksum: string; gradNorm: number }> {
+    return this.#exclusive(() => this.#applyGradients(input));
+  }
+
+  async #applyGradients(
+    input: ApplyGradientsInput,
+  ): Promise<{ optimizerStep: number; adapterChecksum: string; gradNorm: number }> {
     const slot = this.#requireAdapter("ApplyGradients");
     const cached = this.#checkAccounting(input.expectedOptimizerStep, input.requestId);
     if (cached) {
@@ -972,11 +1091,12 @@ export class PolicyCore {
     try {
       for (const [k, g] of input.gradients) {
         checkFloatTensor(g, `gradients.${k}`, g.shape.length);
-        grads.set(k, this.#fromPeftRecord(k, g, slot, `gradients.${k}`));
+        const v = slot.varByPeft.get(k);
+        grads.set(k, tf.tensor(this.#fromPeftRecord(k, g, slot, `gradients.${k}`), v?.shape));
       }
       const stepBefore = slot.optimizer.step;
-      const gradNorm = slot.optimizer.apply(grads, input.optimizer);
-      const adapterChecksum = await checksumTensors(slot.lora.toPeftTensors());
+      const gradNorm = await slot.optimizer.apply(grads, input.optimizer);
+      const adapterChecksum = await checksumTensors(await slot.lora.toPeftTensorsAsync());
       const result: TrainStepOutput = {
         loss: 0,
         meanLogRatioWinner: 0,
@@ -998,18 +1118,14 @@ export class PolicyCore {
   /** The adapter in PEFT names and layout, optionally with Adam's moments. */
   async getAdapter(includeOptimizerState: boolean): Promise<AdapterData> {
     const slot = this.#requireAdapter("GetAdapter");
-    const weights = slot.lora.toPeftTensors();
+    const weights = await slot.lora.toPeftTensorsAsync();
     let optimizerState: Map<string, TensorRecord> | null = null;
     if (includeOptimizerState) {
       optimizerState = new Map();
-      const st = slot.optimizer.exportState();
+      const st = await slot.optimizer.exportState();
       for (const [k, mv] of st.moments) {
-        const v = slot.varByPeft.get(k)!;
-        for (const [suffix, arr] of [["exp_avg", mv.m], ["exp_avg_sq", mv.v]] as const) {
-          const t = tf.tensor(arr, v.shape);
-          optimizerState.set(`${k}.${suffix}`, this.#toPeftRecord(k, t, slot));
-          t.dispose();
-        }
+        optimizerState.set(`${k}.exp_avg`, this.#toPeftRecord(k, mv.m, slot));
+        optimizerState.set(`${k}.exp_avg_sq`, this.#toPeftRecord(k, mv.v, slot));
       }
     }
     return {
@@ -1024,7 +1140,11 @@ export class PolicyCore {
   }
 
   /** Replaces the adapter: from tensors, from a file under the adapter root, or fresh (reset). */
-  async loadAdapter(input: {
+  loadAdapter(input: LoadAdapterInput): Promise<{ checksum: string; optimizerStep: number }> {
+    return this.#exclusive(() => this.#loadAdapter(input));
+  }
+
+  async #loadAdapter(input: {
     adapter?: {
       weights: Map<string, { shape: number[]; data: Float32Array }>;
       rank: number;
@@ -1067,9 +1187,7 @@ export class PolicyCore {
           const get = (suffix: string) => {
             const rec = a.optimizerState.get(`${k}.${suffix}`);
             if (!rec) throw new InvalidArgumentError("adapter.optimizer_state", `missing "${k}.${suffix}"`);
-            const t = this.#fromPeftRecord(k, rec, slot, `adapter.optimizer_state.${k}.${suffix}`);
-            const data = t.dataSync() as Float32Array;
-            t.dispose();
+            const data = this.#fromPeftRecord(k, rec, slot, `adapter.optimizer_state.${k}.${suffix}`);
             if (data.length !== v.size) {
               throw new InvalidArgumentError("adapter.optimizer_state", `bad size for "${k}"`);
             }
@@ -1079,14 +1197,20 @@ export class PolicyCore {
         }
         slot.optimizer.importState({ step: a.optimizerStep, moments });
       } else if (a.optimizerStep) {
-        slot.optimizer.importState({ step: a.optimizerStep, moments: slot.optimizer.exportState().moments });
+        slot.optimizer.importState({
+          step: a.optimizerStep,
+          moments: (await slot.optimizer.exportState()).moments,
+        });
       }
     } else {
       throw new InvalidArgumentError("source", "set adapter, path, or reset");
     }
     this.#lastTrain = null;
     const slot = this.#adapter!;
-    return { checksum: await checksumTensors(slot.lora.toPeftTensors()), optimizerStep: slot.optimizer.step };
+    return {
+      checksum: await checksumTensors(await slot.lora.toPeftTensorsAsync()),
+      optimizerStep: slot.optimizer.step,
+    };
   }
 
   #rankOf(tensors: ReadonlyMap<string, { shape: readonly number[] }>, field: string): number {
@@ -1119,7 +1243,7 @@ export class PolicyCore {
     const bytes = await slot.lora.save(dest).catch((e) => {
       throw new NotFoundError(`path: cannot write ${path}: ${(e as Error).message}`);
     });
-    return { path: dest, bytes, checksum: await checksumTensors(slot.lora.toPeftTensors()) };
+    return { path: dest, bytes, checksum: await checksumTensors(await slot.lora.toPeftTensorsAsync()) };
   }
 
   dispose(): void {

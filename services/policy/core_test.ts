@@ -6,7 +6,6 @@ import {
   assertEquals,
   assertNotEquals,
   assertRejects,
-  assertThrows,
 } from "../../lib/testing/assert.ts";
 import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from "../../lib/errors.ts";
 import { initBackend } from "../../lib/tensor/backend.ts";
@@ -16,7 +15,9 @@ import { DEFAULT_STEP, type HostTensor, PolicyCore, type StepOptions, type Train
 import { loadPipeline } from "./pipeline.ts";
 import { writeTinyModel } from "./testing/tiny_model.ts";
 
-await initBackend("wasm");
+// POLICY_TEST_BACKEND=webgpu (or cpu) runs the same tests on another backend.
+const backend = (Deno.env.get("POLICY_TEST_BACKEND") ?? "wasm") as "wasm" | "webgpu" | "cpu";
+await initBackend(backend);
 const modelDir = await Deno.makeTempDir({ prefix: "rdpo-tiny-" });
 await writeTinyModel(modelDir);
 const adapterRoot = await Deno.makeTempDir({ prefix: "rdpo-adapters-" });
@@ -28,7 +29,7 @@ async function makeCore(role: "policy" | "reference" = "policy"): Promise<Policy
     lora: { rank: 2, alpha: 2, seed: 3 },
     adapterRoot,
     maxBatch: 64,
-    backend: "wasm",
+    backend,
   });
 }
 
@@ -62,9 +63,9 @@ function sample(core: PolicyCore, x: HostTensor, stepIndex: number, extra = {}) 
 }
 
 /** A shared_parent pair batch from one sampling step: candidate 0 wins, candidate 1 loses. */
-function pairBatch(core: PolicyCore, stepIndex: number, seed: number): TrainStepInput {
+async function pairBatch(core: PolicyCore, stepIndex: number, seed: number): Promise<TrainStepInput> {
   const x = latents(2, seed);
-  const s = sample(core, x, stepIndex);
+  const s = await sample(core, x, stepIndex);
   const d = 3 * 8 * 8;
   const pick = (k: number): HostTensor => {
     const out = new Float32Array(2 * d);
@@ -95,8 +96,8 @@ Deno.test("policy core: sampling is deterministic, candidates differ, shapes and
   const core = await makeCore();
   try {
     const x = latents(2, 1);
-    const a = sample(core, x, 2);
-    const b = sample(core, x, 2);
+    const a = await sample(core, x, 2);
+    const b = await sample(core, x, 2);
     assertEquals(a.candidates.shape, [2, 3, 3, 8, 8]);
     assertEquals(a.logProbs!.shape, [2, 3]);
     assertEquals(a.candidates.data, b.candidates.data);
@@ -106,11 +107,11 @@ Deno.test("policy core: sampling is deterministic, candidates differ, shapes and
     const d = 3 * 8 * 8;
     assertNotEquals(a.candidates.data.subarray(0, d), a.candidates.data.subarray(d, 2 * d));
     // Reusing the parent's noise prediction (RDPO_SPEC.md section 3 cost note) changes nothing.
-    const c = sample(core, x, 2, { parentNoisePred: a.parentNoisePred });
+    const c = await sample(core, x, 2, { parentNoisePred: a.parentNoisePred });
     assertEquals(c.candidates.data, a.candidates.data);
     assertEquals(c.logProbs!.data, a.logProbs!.data);
     // Another noise stream gives other candidates.
-    const e = sample(core, x, 2, { noise: { seed: 7n, stream: 101n } });
+    const e = await sample(core, x, 2, { noise: { seed: 7n, stream: 101n } });
     assertNotEquals(e.candidates.data, a.candidates.data);
   } finally {
     core.dispose();
@@ -120,7 +121,7 @@ Deno.test("policy core: sampling is deterministic, candidates differ, shapes and
 Deno.test("policy core: the candidate's noise prediction is what the next step computes (reuse is exact)", async () => {
   const core = await makeCore();
   try {
-    const a = sample(core, latents(2, 4), 3);
+    const a = await sample(core, latents(2, 4), 3);
     const d = 3 * 8 * 8;
     const cand0 = new Float32Array(2 * d);
     const eps0 = new Float32Array(2 * d);
@@ -128,7 +129,7 @@ Deno.test("policy core: the candidate's noise prediction is what the next step c
       cand0.set(a.candidates.data.subarray(b * 3 * d, (b * 3 + 1) * d), b * d);
       eps0.set(a.candidateNoisePred!.data.subarray(b * 3 * d, (b * 3 + 1) * d), b * d);
     }
-    const next = sample(core, { shape: [2, 3, 8, 8], data: cand0 }, 4);
+    const next = await sample(core, { shape: [2, 3, 8, 8], data: cand0 }, 4);
     for (let i = 0; i < eps0.length; i++) assertAlmostEquals(next.parentNoisePred.data[i], eps0[i], 1e-5);
   } finally {
     core.dispose();
@@ -139,14 +140,14 @@ Deno.test("policy core: at initialisation policy equals reference and h = 0 exac
   const core = await makeCore();
   try {
     const x = latents(2, 2);
-    const p = core.predictNoise({
+    const p = await core.predictNoise({
       conditioning: { prompts },
       latents: x,
       timesteps: [500],
       guidanceScale: 3,
       role: "policy",
     });
-    const r = core.predictNoise({
+    const r = await core.predictNoise({
       conditioning: { prompts },
       latents: x,
       timesteps: [500],
@@ -154,8 +155,8 @@ Deno.test("policy core: at initialisation policy equals reference and h = 0 exac
       role: "reference",
     });
     assertEquals(p.data, r.data);
-    const batch = pairBatch(core, 1, 5);
-    const lr = core.logRatios({ transitions: batch.winners, step });
+    const batch = await pairBatch(core, 1, 5);
+    const lr = await core.logRatios({ transitions: batch.winners, step });
     assertEquals([...lr.logRatios.data], [0, 0]);
     assertEquals(lr.policyLogProbs.data, lr.referenceLogProbs.data);
   } finally {
@@ -167,7 +168,7 @@ Deno.test("policy core: a train step starts at log 2, moves the adapter, and acc
   const core = await makeCore();
   try {
     const before = (await core.getAdapter(false)).checksum;
-    const batch = { ...pairBatch(core, 2, 6), requestId: "step-0", expectedOptimizerStep: 0 };
+    const batch = { ...(await pairBatch(core, 2, 6)), requestId: "step-0", expectedOptimizerStep: 0 };
     const r = await core.trainStep(batch);
     assertAlmostEquals(r.loss, Math.log(2), 1e-6); // h_w = h_l = 0 before the update (RDPO_SPEC.md 5)
     assertEquals(r.optimizerStep, 1);
@@ -184,7 +185,7 @@ Deno.test("policy core: a train step starts at log 2, moves the adapter, and acc
       "optimizer step 1",
     );
     // After the update the policy differs from the reference: h != 0.
-    const lr = core.logRatios({ transitions: batch.winners, step });
+    const lr = await core.logRatios({ transitions: batch.winners, step });
     assert(lr.logRatios.data.some((v) => v !== 0));
   } finally {
     core.dispose();
@@ -195,8 +196,8 @@ Deno.test("policy core: adapter + optimizer state round trip resumes bit-identic
   const a = await makeCore();
   const b = await makeCore();
   try {
-    const b1 = pairBatch(a, 1, 11);
-    const b2 = pairBatch(a, 5, 12);
+    const b1 = await pairBatch(a, 1, 11);
+    const b2 = await pairBatch(a, 5, 12);
     await a.trainStep(b1);
     const saved = await a.getAdapter(true);
     const r2 = await a.trainStep(b2);
@@ -228,7 +229,7 @@ Deno.test("policy core: returned gradients applied elsewhere equal a local step"
   const a = await makeCore();
   const b = await makeCore();
   try {
-    const batch = pairBatch(a, 2, 21);
+    const batch = await pairBatch(a, 2, 21);
     const g = await a.trainStep({ ...batch, returnGradients: true });
     assertEquals(g.optimizerStep, 0);
     const local = await a.trainStep(batch);
@@ -250,7 +251,7 @@ Deno.test("policy core: adapters are saved in the PEFT key format and load back"
   const a = await makeCore();
   const b = await makeCore();
   try {
-    await a.trainStep(pairBatch(a, 2, 31));
+    await a.trainStep(await pairBatch(a, 2, 31));
     const saved = await a.saveAdapter("run/adapter.safetensors");
     const { tensors, metadata } = await readSafetensors(join(adapterRoot, "run", "adapter.safetensors"));
     const keys = [...tensors.keys()];
@@ -275,15 +276,15 @@ Deno.test("policy core: bad inputs are refused with the field named", async () =
   try {
     const nan = latents(2, 1);
     nan.data[5] = NaN;
-    assertThrows(() => sample(core, nan, 0), InvalidArgumentError, "latents");
-    assertThrows(
+    await assertRejects(() => sample(core, nan, 0), InvalidArgumentError, "latents");
+    await assertRejects(
       () => sample(core, { shape: [2, 4, 8, 8], data: new Float32Array(512) }, 0),
       InvalidArgumentError,
       "latents.shape",
     );
-    assertThrows(() => sample(core, latents(2, 1), 10), InvalidArgumentError, "step_index");
-    assertThrows(() => sample(core, latents(2, 1), 0, { numCandidates: 40 }), ResourceExhaustedError);
-    assertThrows(
+    await assertRejects(() => sample(core, latents(2, 1), 10), InvalidArgumentError, "step_index");
+    await assertRejects(() => sample(core, latents(2, 1), 0, { numCandidates: 40 }), ResourceExhaustedError);
+    await assertRejects(
       () =>
         core.predictNoise({
           conditioning: { prompts },
@@ -295,14 +296,14 @@ Deno.test("policy core: bad inputs are refused with the field named", async () =
       InvalidArgumentError,
       "timesteps[0]",
     );
-    const batch = pairBatch(core, 1, 3);
-    assertThrows(
+    const batch = await pairBatch(core, 1, 3);
+    await assertRejects(
       () => core.logRatios({ transitions: batch.winners, step: { ...step, eta: 0 } }),
       InvalidArgumentError,
       "eta",
     );
-    assertThrows(() => sample(ref, latents(2, 1), 0), FailedPreconditionError, "reference");
-    assertThrows(
+    await assertRejects(() => sample(ref, latents(2, 1), 0), FailedPreconditionError, "reference");
+    await assertRejects(
       () => sample(core, latents(2, 1), 0, { conditioning: { prompts: ["a", "b", "c"] } }),
       InvalidArgumentError,
       "conditioning.prompts",
@@ -317,12 +318,12 @@ Deno.test("policy core: no tensor leaks across many requests", async () => {
   const core = await makeCore();
   try {
     const run = async () => {
-      const batch = pairBatch(core, 2, 9);
-      core.logRatios({ transitions: batch.winners, step });
-      core.decode(latents(1, 1), true);
+      const batch = await pairBatch(core, 2, 9);
+      await core.logRatios({ transitions: batch.winners, step });
+      await core.decode(latents(1, 1), true);
       await core.trainStep(batch);
       try {
-        sample(core, latents(2, 1), 99);
+        await sample(core, latents(2, 1), 99);
       } catch { /* a refused request must not leak either */ }
     };
     for (let i = 0; i < 3; i++) await run();
@@ -345,7 +346,7 @@ Deno.test("policy core: generate is deterministic in its noise key", async () =>
         batch: 2,
         role: "policy",
       });
-    const a = g(0n), b = g(0n), c = g(5n);
+    const a = await g(0n), b = await g(0n), c = await g(5n);
     assertEquals(a.images.length, 2);
     assertEquals(a.latents.data, b.latents.data);
     assertNotEquals(a.latents.data, c.latents.data);

@@ -1,7 +1,7 @@
 /**
  * Loads a Stable-Diffusion-compatible model folder in diffusers layout:
  *
- *   unet/config.json + unet/diffusion_pytorch_model.safetensors
+ *   unet/config.json + unet/diffusion_pytorch_model.safetensors   (or .safetensors.index.json shards)
  *   text_encoder/config.json + text_encoder/model.safetensors        (optional: prompt embeds only)
  *   tokenizer/merges.txt (CLIP BPE, SD1.5) or tokenizer/tokenizer_config.json {"type": "word"}
  *   vae/config.json + vae/diffusion_pytorch_model.safetensors         (absent: a pixel-space model)
@@ -23,6 +23,7 @@ import { ClipBpeTokenizer } from "../../lib/text/clip_bpe.ts";
 import { WordTokenizer, type WordTokenizerConfig } from "../../lib/text/word_tokenizer.ts";
 import type { CLIPTextModel } from "./model/clip_text.ts";
 import { loadClipText, loadUNet, loadVae } from "./model/loaders.ts";
+import { openWeights } from "./model/weights.ts";
 import type { UNet2DConditionModel } from "./model/unet.ts";
 import type { AutoencoderKL } from "./model/vae.ts";
 
@@ -66,6 +67,20 @@ async function requireFile(dir: string, names: string[], what: string): Promise<
   const found = await firstExisting(dir, names);
   if (!found) throw new InvalidArgumentError("model_dir", `${what}: none of ${names.join(", ")} in ${dir}`);
   return found;
+}
+
+/** Opens a component's weights (single file or shards), loads, and closes them. */
+async function withWeights<T>(
+  dir: string,
+  bases: string[],
+  load: (weights: Awaited<ReturnType<typeof openWeights>>) => Promise<T>,
+): Promise<T> {
+  const weights = await openWeights(dir, bases);
+  try {
+    return await load(weights);
+  } finally {
+    weights.close();
+  }
 }
 
 /** CLIP BPE for SD-style folders, or the project's word tokenizer (tokenizer_config.json type "word"). */
@@ -117,11 +132,19 @@ export async function loadPipeline(dir: string): Promise<PolicyPipeline> {
     if (await exists(teDir)) {
       const cfgPath = await requireFile(teDir, ["config.json"], "text encoder config");
       textEncoderConfig = await Deno.readTextFile(cfgPath);
-      textEncoder = await loadClipText({
-        config: cfgPath,
-        weights: await requireFile(teDir, ["model.safetensors"], "text encoder weights"),
-      });
+      textEncoder = await withWeights(
+        teDir,
+        ["model"],
+        (weights) => loadClipText({ config: cfgPath, weights }),
+      );
       disposeOnError.push(textEncoder);
+      const crossDim = unet.config.crossAttentionDim[0];
+      if (textEncoder.config.hiddenSize !== crossDim) {
+        throw new InvalidArgumentError(
+          "model_dir",
+          `text_encoder hidden_size ${textEncoder.config.hiddenSize} does not match the unet's cross_attention_dim ${crossDim}`,
+        );
+      }
     }
     const tokenizer = textEncoder
       ? await loadPromptTokenizer(dir, textEncoder.config.maxPositionEmbeddings)

@@ -22,6 +22,7 @@ import type { TensorRecord } from "../../lib/tensor/safetensors.ts";
 import type { LossConfig } from "../../lib/rdpo/losses.ts";
 import { defaultLossConfig } from "../../lib/rdpo/losses.ts";
 import type { RgbImage } from "../../lib/image/png.ts";
+import { traceTrainStep } from "../../lib/telemetry/policy.ts";
 import { type AdamConfig, resolveAdamConfig } from "./adam.ts";
 import {
   type ConditioningInput,
@@ -205,8 +206,8 @@ export function policyService(core: PolicyCore): ImplOf<typeof PolicyService> {
       };
     },
 
-    encodePrompts(req) {
-      const r = core.encodePrompts(req.prompts);
+    async encodePrompts(req) {
+      const r = await core.encodePrompts(req.prompts);
       const ids = BigInt64Array.from(r.ids, (v) => BigInt(v));
       return {
         promptEmbeds: tensorOut(r.embeds),
@@ -214,8 +215,8 @@ export function policyService(core: PolicyCore): ImplOf<typeof PolicyService> {
       };
     },
 
-    sampleCandidates(req) {
-      const r = core.sampleCandidates({
+    async sampleCandidates(req) {
+      const r = await core.sampleCandidates({
         conditioning: conditioning(req.conditioning, "conditioning"),
         latents: float("latents", req.latents),
         stepIndex: req.stepIndex,
@@ -241,7 +242,7 @@ export function policyService(core: PolicyCore): ImplOf<typeof PolicyService> {
       };
     },
 
-    predictNoise(req) {
+    async predictNoise(req) {
       const timesteps = req.timesteps.map((t, i) => {
         const n = Number(t);
         if (!Number.isSafeInteger(n)) {
@@ -250,7 +251,7 @@ export function policyService(core: PolicyCore): ImplOf<typeof PolicyService> {
         return n;
       });
       if (timesteps.length === 0) throw new InvalidArgumentError("timesteps", "must not be empty");
-      const r = core.predictNoise({
+      const r = await core.predictNoise({
         conditioning: conditioning(req.conditioning, "conditioning"),
         latents: float("latents", req.latents),
         timesteps,
@@ -260,19 +261,19 @@ export function policyService(core: PolicyCore): ImplOf<typeof PolicyService> {
       return { noisePred: tensorOut(r) };
     },
 
-    decode(req) {
-      const r = core.decode(float("latents", req.latents), req.returnTensor);
+    async decode(req) {
+      const r = await core.decode(float("latents", req.latents), req.returnTensor);
       return { images: images(r.images), pixels: r.pixels ? tensorOut(r.pixels) : undefined };
     },
 
-    encodeImages(req) {
+    async encodeImages(req) {
       const imgs = decodeImages("images", req.images, { maxSide: MAX_IMAGE_SIDE });
-      return { latents: tensorOut(core.encodeImages(imgs)) };
+      return { latents: tensorOut(await core.encodeImages(imgs)) };
     },
 
-    generate(req) {
+    async generate(req) {
       const cond = conditioning(req.conditioning, "conditioning");
-      const r = core.generate({
+      const r = await core.generate({
         conditioning: cond,
         step: stepOptions(req.step),
         noise: rngKey(req.noise),
@@ -283,8 +284,8 @@ export function policyService(core: PolicyCore): ImplOf<typeof PolicyService> {
       return { images: images(r.images), latents: req.returnLatents ? tensorOut(r.latents) : undefined };
     },
 
-    logRatios(req) {
-      const r = core.logRatios({
+    async logRatios(req) {
+      const r = await core.logRatios({
         transitions: transitions(req.transitions, "transitions"),
         step: stepOptions(req.step),
       });
@@ -296,17 +297,18 @@ export function policyService(core: PolicyCore): ImplOf<typeof PolicyService> {
     },
 
     async trainStep(req) {
-      const r = await core.trainStep({
-        winners: transitions(req.winners, "winners"),
-        losers: transitions(req.losers, "losers"),
-        step: stepOptions(req.step),
-        loss: lossConfig(req.loss),
-        optimizer: adam(req.optimizer),
-        expectedOptimizerStep: optionalStep(req.expectedOptimizerStep),
-        requestId: req.requestId,
-        returnGradients: req.returnGradients,
-        noise: rngKey(req.noise),
-      });
+      const r = await traceTrainStep(req.winners?.stepIndices.length ?? 0, () =>
+        core.trainStep({
+          winners: transitions(req.winners, "winners"),
+          losers: transitions(req.losers, "losers"),
+          step: stepOptions(req.step),
+          loss: lossConfig(req.loss),
+          optimizer: adam(req.optimizer),
+          expectedOptimizerStep: optionalStep(req.expectedOptimizerStep),
+          requestId: req.requestId,
+          returnGradients: req.returnGradients,
+          noise: rngKey(req.noise),
+        }));
       return {
         loss: r.loss,
         meanLogRatioWinner: r.meanLogRatioWinner,
