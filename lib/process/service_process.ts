@@ -11,7 +11,12 @@ export class ServiceProcess {
   address = "";
   #stderr: Promise<string> = Promise.resolve("");
 
-  constructor(readonly main: string, readonly args: string[]) {}
+  /** `options.env`: extra environment variables of the child (e.g. OTEL_DENO=true for tracing). */
+  constructor(
+    readonly main: string,
+    readonly args: string[],
+    readonly options: { env?: Record<string, string> } = {},
+  ) {}
 
   /** Starts the process (on `port`, default a free one) and waits until it listens. */
   async start(port = 0, timeoutMs = 60_000): Promise<string> {
@@ -29,6 +34,7 @@ export class ServiceProcess {
       stdout: "piped",
       stderr: "piped",
       stdin: "null",
+      env: this.options.env,
     }).spawn();
     this.#child = child;
     this.#stderr = new Response(child.stderr).text().catch(() => "");

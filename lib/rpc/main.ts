@@ -10,7 +10,10 @@
  *   });
  *
  * Common flags: --host / --port (env <PREFIX>_HOST / <PREFIX>_PORT, then RDPO_HOST / RDPO_PORT; port 0
- * picks a free one), --max-message-bytes, --drain-timeout-ms (bounded wait for in-flight calls).
+ * picks a free one), --max-message-bytes, --drain-timeout-ms (bounded wait for in-flight calls),
+ * --metrics-port (env <PREFIX>_METRICS_PORT; 0, the default, serves no Prometheus /metrics).
+ * Every call runs through the OpenTelemetry middleware (lib/telemetry/grpc.ts) unless
+ * `telemetry: false`; spans are exported when the process runs with OTEL_DENO=true.
  */
 import { HealthCheckResponse_ServingStatus as Serving } from "../../gen/grpc/health/v1/health_pb.ts";
 import { FlagError, flagsHelp, type FlagSpec, type FlagSpecs, type FlagValues, parseFlags } from "./flags.ts";
@@ -22,6 +25,8 @@ import {
   type ShutdownResult,
 } from "./server.ts";
 import type { CallMiddleware } from "./types.ts";
+import { PROBE_SERVICES, serverTelemetry } from "../telemetry/grpc.ts";
+import { type MetricsServer, startMetricsServer } from "../telemetry/metrics_server.ts";
 
 /** The flags every service has. */
 export function commonFlags(prefix: string, defaultPort: number) {
@@ -55,6 +60,14 @@ export function commonFlags(prefix: string, defaultPort: number) {
       min: 0,
       description: "on SIGTERM, how long in-flight calls may finish before they are cancelled",
     },
+    metricsPort: {
+      type: "int",
+      env: [`${prefix}_METRICS_PORT`],
+      default: 0,
+      min: 0,
+      max: 65535,
+      description: "port of the Prometheus /metrics endpoint (on --host); 0: no endpoint",
+    },
   } as const satisfies FlagSpecs;
 }
 
@@ -71,8 +84,10 @@ export interface ServiceMainOptions<F extends FlagSpecs> {
   args?: readonly string[];
   /** Environment lookup (default Deno.env.get). */
   env?: (name: string) => string | undefined;
-  /** Middleware for every call (telemetry). */
+  /** Middleware for every call, after the telemetry middleware. */
   onCall?: CallMiddleware[];
+  /** Install the OpenTelemetry server middleware (default true). */
+  telemetry?: boolean;
   /**
    * Registers the services (and loads models). May return a cleanup run after the drain. Health
    * stays NOT_SERVING until it resolves.
@@ -107,11 +122,24 @@ export async function startService<F extends FlagSpecs = Record<never, FlagSpec>
   const server = createServer({
     maxReceiveMessageBytes: common.maxMessageBytes,
     maxSendMessageBytes: common.maxMessageBytes,
-    onCall: options.onCall,
+    onCall: [
+      ...(options.telemetry ?? true ? [serverTelemetry({ skipSpansFor: PROBE_SERVICES })] : []),
+      ...(options.onCall ?? []),
+    ],
   });
   server.health.setStatus("", Serving.NOT_SERVING);
   const cleanup = await options.setup(server, flags, positionals);
   const address = await server.listen(common.host, common.port);
+  let metrics: MetricsServer | undefined;
+  if (common.metricsPort > 0) {
+    try {
+      metrics = await startMetricsServer({ hostname: common.host, port: common.metricsPort });
+    } catch (e) {
+      server.forceShutdown();
+      throw e;
+    }
+    console.error(`${options.name}: metrics on ${metrics.url}`);
+  }
   server.health.setStatus("", Serving.SERVING);
   for (const service of server.services) server.health.setStatus(service.typeName, Serving.SERVING);
   let stopping: Promise<ShutdownResult> | undefined;
@@ -122,6 +150,7 @@ export async function startService<F extends FlagSpecs = Record<never, FlagSpec>
     stop() {
       stopping ??= (async () => {
         const result = await server.shutdown(common.drainTimeoutMs);
+        await metrics?.close();
         if (typeof cleanup === "function") await cleanup();
         return result;
       })();

@@ -8,13 +8,16 @@ import { type TensorRecord, writeSafetensors } from "../../lib/tensor/safetensor
 import type { WordTokenizerConfig } from "../../lib/text/word_tokenizer.ts";
 import type { ParamStore } from "./model/params.ts";
 
-/** The params of a model as PyTorch-layout float32 records, by key name. */
-export function torchTensors(params: ParamStore): Map<string, TensorRecord> {
+/** The params of a model as PyTorch-layout float32 records, by key name (async reads: WebGPU). */
+export async function torchTensors(params: ParamStore): Promise<Map<string, TensorRecord>> {
   const out = new Map<string, TensorRecord>();
   for (const p of params.params()) {
     const t = p.toTorch();
-    out.set(p.name, { dtype: "F32", shape: [...p.shape], data: t.dataSync() as Float32Array });
-    t.dispose();
+    try {
+      out.set(p.name, { dtype: "F32", shape: [...p.shape], data: (await t.data()) as Float32Array });
+    } finally {
+      t.dispose();
+    }
   }
   return out;
 }
@@ -40,7 +43,7 @@ export async function saveModelFolder(dir: string, contents: ModelFolderContents
   const part = async (name: string, config: Record<string, unknown>, params: ParamStore, file: string) => {
     await Deno.mkdir(join(dir, name), { recursive: true });
     await writeJson(join(dir, name, "config.json"), config);
-    await writeSafetensors(join(dir, name, file), torchTensors(params), { format: "pt" });
+    await writeSafetensors(join(dir, name, file), await torchTensors(params), { format: "pt" });
   };
   await Deno.mkdir(dir, { recursive: true });
   await part("unet", contents.unet.config, contents.unet.params, "diffusion_pytorch_model.safetensors");

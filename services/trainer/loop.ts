@@ -37,6 +37,7 @@ import { buildReport } from "./report/build.ts";
 import { openRun } from "./run_dir.ts";
 import { connectServices, type TrainerServices } from "./services.ts";
 import { collectPairs, type TransitionPair } from "./trajectory.ts";
+import { phaseSpan, StepTrace } from "../../lib/telemetry/rdpo.ts";
 
 export interface TrainOptions {
   resume?: boolean;
@@ -285,9 +286,13 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
     while (pos.step < total && !stopRequested()) {
       const t0 = performance.now();
       services.clock.take();
+      // The step's span: every RPC of the step (checkpoint included) runs under it.
+      const stepTrace = new StepTrace(pos.step + 1, config.method);
       try {
         // A restarted policy lost its adapter: put the last checkpoint back and replay from there.
-        const now = await services.call("get_info", (o) => services.policy.getInfo({}, o));
+        const now = await stepTrace.run(() =>
+          services.call("get_info", (o) => services.policy.getInfo({}, o))
+        );
         if (
           now.instanceId !== instanceId || Number(now.optimizerStep) !== pos.optimizerStep ||
           now.adapterChecksum !== expectedChecksum
@@ -299,23 +304,29 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           );
         }
         const batch = batcher.next();
-        const collected = await collectPairs(
-          { config, services, latentShape, step },
-          batch.prompts,
-          seed,
-          BigInt(pos.step) << 32n,
+        stepTrace.setPromptBatch(batch.prompts.length);
+        const collected = await stepTrace.run(() =>
+          collectPairs(
+            { config, services, latentShape, step },
+            batch.prompts,
+            seed,
+            BigInt(pos.step) << 32n,
+          )
         );
         const phases = collected.phases;
         let trained: Awaited<ReturnType<typeof trainOnPairs>> | null = null;
         if (collected.pairs.length > 0) {
           const t1 = performance.now();
-          trained = await trainOnPairs(
-            services,
-            config,
-            collected.pairs,
-            latentShape,
-            pos.optimizerStep,
-            `${run.configHash.slice(0, 12)}-step-${pos.step}`,
+          trained = await stepTrace.run(() =>
+            phaseSpan("train", () =>
+              trainOnPairs(
+                services,
+                config,
+                collected.pairs,
+                latentShape,
+                pos.optimizerStep,
+                `${run.configHash.slice(0, 12)}-step-${pos.step}`,
+              ))
           );
           phases.train = performance.now() - t1;
           expectedChecksum = trained.adapterChecksum;
@@ -361,16 +372,24 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
         });
         options.onRecord?.(record, total);
         if (pos.step % config.checkpoint.every === 0 || pos.step === total || stopRequested()) {
-          await checkpoint(
-            services,
-            config,
-            run.paths.root,
-            run.configHash,
-            pos,
-            { last: record },
-            expectedChecksum,
+          await stepTrace.run(() =>
+            checkpoint(
+              services,
+              config,
+              run.paths.root,
+              run.configHash,
+              pos,
+              { last: record },
+              expectedChecksum,
+            )
           );
         }
+        stepTrace.finish({
+          pairs: record.pairs,
+          skippedTies: record.skipped_ties,
+          rewardMargin: record.reward_margin,
+          phases,
+        });
         if (
           !options.skipEvaluation && config.eval.every > 0 && pos.step % config.eval.every === 0 &&
           pos.step < total
@@ -378,6 +397,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           await evaluate(pos.step, ["policy"]);
         }
       } catch (e) {
+        stepTrace.fail(e);
         if (!isPolicyRestart(e)) throw e;
         // Exact step accounting after a policy restart: back to the last checkpoint, replay.
         recoveries += 1;

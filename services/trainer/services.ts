@@ -9,6 +9,7 @@ import { PolicyService } from "../../gen/rdpo/v1/policy_pb.ts";
 import { RewardService } from "../../gen/rdpo/v1/reward_pb.ts";
 import { type ClientOf, createClient } from "../../lib/rpc/client.ts";
 import { SERVER_TIME_TRAILER } from "../../lib/rpc/server.ts";
+import { clientTelemetry } from "../../lib/telemetry/grpc.ts";
 import { deadlineMs, type RpcName, type RunConfig } from "./config.ts";
 import { retryPolicyFromConfig, withRetry } from "./retry.ts";
 
@@ -63,6 +64,8 @@ export function connectServices(
   const clientOptions = {
     maxReceiveMessageBytes: config.rpc.max_message_bytes,
     maxSendMessageBytes: config.rpc.max_message_bytes,
+    // A CLIENT span per call, its traceparent in the metadata (the step span is its parent).
+    onCall: [clientTelemetry()],
   };
   const policy = createClient(PolicyService, config.services.policy, clientOptions);
   const reward = createClient(RewardService, config.services.reward, clientOptions);

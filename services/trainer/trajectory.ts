@@ -23,6 +23,7 @@ import { initialLatentsNoise } from "../../lib/rdpo/rng.ts";
 import { decodeFloat32, encodeTensor } from "../../lib/tensor/codec.ts";
 import type { RunConfig } from "./config.ts";
 import type { TrainerServices } from "./services.ts";
+import { finetuneStepEvent, phaseSpan } from "../../lib/telemetry/rdpo.ts";
 
 /** One preference pair of transitions (winner, loser) at one inference step. */
 export interface TransitionPair {
@@ -55,11 +56,17 @@ export interface TrajectoryContext {
   step: StepConfig;
 }
 
+/** Times a phase call into `phases`, in a span that names the inference-step index it serves. */
 function timer(phases: Record<string, number>) {
-  return async <T>(phase: string, fn: () => Promise<T>): Promise<T> => {
+  return async <T>(
+    phase: string,
+    fn: () => Promise<T>,
+    stepIndex?: number,
+    finetune?: boolean,
+  ): Promise<T> => {
     const t0 = performance.now();
     try {
-      return await fn();
+      return await phaseSpan(phase, fn, stepIndex, finetune);
     } finally {
       phases[phase] = (phases[phase] ?? 0) + performance.now() - t0;
     }
@@ -153,6 +160,8 @@ async function collectSharedParent(
             decodeCandidates: needQ || last,
             decodeParent: needQ && estimator === "delta_q" && qParent === null,
           }, o)),
+      i,
+      train,
     );
     const cands = rows(res.candidates, "candidates", d);
     const eps = res.candidateNoisePred ? rows(res.candidateNoisePred, "candidate_noise_pred", d) : null;
@@ -160,11 +169,12 @@ async function collectSharedParent(
     let candRewards: number[] | null = null;
     if (needQ) {
       const candPrompts = prompts.flatMap((p) => new Array(k).fill(p));
-      candRewards = await timed("score", () => scoreImages(ctx, res.candidateImages, candPrompts));
+      candRewards = await timed("score", () => scoreImages(ctx, res.candidateImages, candPrompts), i, train);
       if (estimator === "delta_q" && qParent === null) {
-        qParent = await timed("score", () => scoreImages(ctx, res.parentImages, prompts));
+        qParent = await timed("score", () => scoreImages(ctx, res.parentImages, prompts), i, train);
       }
       const t0 = performance.now();
+      const [pairsBefore, tiesBefore] = [pairs.length, skippedTies];
       for (let j = 0; j < b; j++) {
         const next = candRewards.slice(j * k, (j + 1) * k);
         const stepRewards = candidateStepRewards(estimator, { next, current: qParent?.[j] });
@@ -190,6 +200,7 @@ async function collectSharedParent(
         }
       }
       phases.rank = (phases.rank ?? 0) + performance.now() - t0;
+      finetuneStepEvent(i, pairs.length - pairsBefore, skippedTies - tiesBefore);
       qParent = chosen.map((kk, j) => candRewards![j * k + kk]);
     } else {
       qParent = null;
@@ -201,7 +212,7 @@ async function collectSharedParent(
       if (candRewards) finalRewards = chosen.map((kk, j) => candRewards![j * k + kk]);
     }
   }
-  finalRewards ??= await timed("score", () => scoreImages(ctx, finalImages, prompts));
+  finalRewards ??= await timed("score", () => scoreImages(ctx, finalImages, prompts), T - 1, false);
   return { pairs, skippedTies, finalRewards, finalImages, phases };
 }
 
@@ -253,14 +264,16 @@ async function collectIndependent(
             decodeCandidates: needQ || last,
             decodeParent: needQ && estimator === "delta_q",
           }, o)),
+      i,
+      train,
     );
     const next = decodeFloat32("candidates", res.candidates).data;
     if (train) {
       let rewards: number[] | null = null;
       if (needQ) {
-        const q = await timed("score", () => scoreImages(ctx, res.candidateImages, trajPrompts));
+        const q = await timed("score", () => scoreImages(ctx, res.candidateImages, trajPrompts), i, train);
         if (estimator === "delta_q") {
-          const qt = await timed("score", () => scoreImages(ctx, res.parentImages, trajPrompts));
+          const qt = await timed("score", () => scoreImages(ctx, res.parentImages, trajPrompts), i, train);
           rewards = q.map((v, j) => candidateStepRewards("delta_q", { next: [v], current: qt[j] })[0]);
         } else rewards = q;
       }
@@ -269,7 +282,7 @@ async function collectIndependent(
     x = next.slice();
     if (last) finalImages = res.candidateImages;
   }
-  const finalRewards = await timed("score", () => scoreImages(ctx, finalImages, trajPrompts));
+  const finalRewards = await timed("score", () => scoreImages(ctx, finalImages, trajPrompts), T - 1, false);
   const pairs: TransitionPair[] = [];
   let skippedTies = 0;
   const t0 = performance.now();
