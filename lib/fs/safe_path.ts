@@ -3,13 +3,16 @@
  * (`..`), absolute paths elsewhere, and symbolic links that lead out of the root. Used wherever a
  * request names a file (reward bundles, adapter files).
  */
-import { isAbsolute, join, relative, resolve } from "node:path";
-import { InvalidArgumentError, PermissionDeniedError } from "../errors.ts";
+import { isAbsolute, join, relative, resolve, sep } from "node:path";
+import { InvalidArgumentError, NotFoundError, PermissionDeniedError } from "../errors.ts";
 
-function inside(root: string, path: string): boolean {
-  const rel = relative(root, path);
-  return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
+/** Whether `child` is `root` or lies below it (both absolute, already resolved). */
+export function isInside(root: string, child: string): boolean {
+  const rel = relative(root, child);
+  return rel === "" || (rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
 }
+
+const inside = isInside;
 
 /** Real path of `path`, or of its deepest existing ancestor joined with the rest (for new files). */
 async function realPathAllowingMissing(path: string): Promise<string> {
@@ -32,36 +35,45 @@ async function realPathAllowingMissing(path: string): Promise<string> {
 /**
  * Absolute real path of `requested` (relative to `root`, or absolute inside it). Throws
  * InvalidArgumentError for an empty or NUL-containing path and PermissionDeniedError when the
- * result, after resolving symbolic links, lies outside `root`. `mustExist` adds a NotFound-style check.
+ * result, after resolving symbolic links, lies outside `root`. With `mustExist`, a missing path is
+ * NotFoundError (or InvalidArgumentError with `missing: "invalid_argument"`, for a path that is
+ * simply a bad request field).
  */
 export async function resolveInsideRoot(
   root: string,
   requested: string,
   field: string,
-  { mustExist = false }: { mustExist?: boolean } = {},
+  { mustExist = false, missing = "not_found" }: {
+    mustExist?: boolean;
+    missing?: "not_found" | "invalid_argument";
+  } = {},
 ): Promise<string> {
   if (typeof requested !== "string" || requested.length === 0) {
-    throw new InvalidArgumentError(field, "must be a non-empty path");
+    throw new InvalidArgumentError(field, "is empty");
   }
   if (requested.includes("\0")) throw new InvalidArgumentError(field, "must not contain NUL bytes");
   const realRoot = await Deno.realPath(root).catch(() => {
-    throw new InvalidArgumentError(field, `the configured root folder ${root} does not exist`);
+    throw new NotFoundError(`${field}: the configured root folder ${root} does not exist`);
   });
   const lexical = resolve(realRoot, requested);
-  if (!inside(realRoot, lexical)) {
-    throw new PermissionDeniedError(`${field}: "${requested}" resolves outside the root folder`);
+  // An absolute path may name the root through its configured (unresolved) spelling too.
+  if (!inside(realRoot, lexical) && !inside(resolve(root), lexical)) {
+    throw new PermissionDeniedError(`${field}: "${requested}" is outside the root folder ${realRoot}`);
   }
+  // realpath of the path as written (through the configured root spelling when it used that).
   const real = await realPathAllowingMissing(lexical);
   if (!inside(realRoot, real)) {
     throw new PermissionDeniedError(
-      `${field}: "${requested}" leads outside the root folder through a symbolic link`,
+      `${field}: "${requested}" resolves (through a symlink) to ${real}, outside the root folder ${realRoot}`,
     );
   }
   if (mustExist) {
     try {
       await Deno.stat(real);
     } catch {
-      throw new InvalidArgumentError(field, `"${requested}" does not exist under the root folder`);
+      const problem = `"${requested}" does not exist in the root folder ${realRoot}`;
+      if (missing === "invalid_argument") throw new InvalidArgumentError(field, problem);
+      throw new NotFoundError(`${field}: ${problem}`);
     }
   }
   return real;

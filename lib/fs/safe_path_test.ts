@@ -1,5 +1,5 @@
 import { assertEquals, assertRejects } from "../testing/assert.ts";
-import { InvalidArgumentError, PermissionDeniedError } from "../errors.ts";
+import { InvalidArgumentError, NotFoundError, PermissionDeniedError } from "../errors.ts";
 import { resolveInsideRoot } from "./safe_path.ts";
 import { join } from "node:path";
 
@@ -29,11 +29,15 @@ Deno.test("safe path: relative paths resolve inside the root; traversal and syml
     await assertRejects(
       () => resolveInsideRoot(root, "escape/x", "path"),
       PermissionDeniedError,
-      "symbolic link",
+      "through a symlink",
     );
     await assertRejects(() => resolveInsideRoot(root, "", "path"), InvalidArgumentError);
     await assertRejects(
       () => resolveInsideRoot(root, "a/missing", "path", { mustExist: true }),
+      NotFoundError,
+    );
+    await assertRejects(
+      () => resolveInsideRoot(root, "a/missing", "path", { mustExist: true, missing: "invalid_argument" }),
       InvalidArgumentError,
     );
   } finally {
