@@ -1161,7 +1161,10 @@ export class PolicyCore {
     if (input.reset) {
       this.#replaceAdapter({ ...this.options.lora, seed: input.seed ?? this.options.lora.seed });
     } else if (input.path !== undefined) {
-      const path = await resolveInsideRoot(this.options.adapterRoot, input.path, "path", { mustExist: true });
+      const path = await resolveInsideRoot(this.options.adapterRoot, input.path, "path", {
+        mustExist: true,
+        missing: "invalid_argument",
+      });
       const { tensors, metadata } = await readSafetensors(path).catch((e) => {
         throw new InvalidArgumentError("path", `cannot read adapter file: ${(e as Error).message}`);
       });
