@@ -1144,19 +1144,7 @@ export class PolicyCore {
     return this.#exclusive(() => this.#loadAdapter(input));
   }
 
-  async #loadAdapter(input: {
-    adapter?: {
-      weights: Map<string, { shape: number[]; data: Float32Array }>;
-      rank: number;
-      alpha: number;
-      targetModules: string[];
-      optimizerState: Map<string, { shape: number[]; data: Float32Array }>;
-      optimizerStep: number;
-    };
-    path?: string;
-    reset?: boolean;
-    seed?: number;
-  }): Promise<{ checksum: string; optimizerStep: number }> {
+  async #loadAdapter(input: LoadAdapterInput): Promise<{ checksum: string; optimizerStep: number }> {
     this.#requireAdapter("LoadAdapter");
     if (input.reset) {
       this.#replaceAdapter({ ...this.options.lora, seed: input.seed ?? this.options.lora.seed });
