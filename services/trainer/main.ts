@@ -12,8 +12,8 @@ import { parse as parseYaml } from "yaml";
 import { create } from "@bufbuild/protobuf";
 import { RunState, StreamProgressResponseSchema, TrainerService } from "../../gen/rdpo/v1/trainer_pb.ts";
 import { runService } from "../../lib/rpc/main.ts";
-import { parseFlags } from "../../lib/rpc/flags.ts";
-import { NotFoundError } from "../../lib/errors.ts";
+import { FlagError, parseFlags } from "../../lib/rpc/flags.ts";
+import { InvalidArgumentError, NotFoundError } from "../../lib/errors.ts";
 import {
   configHash,
   loadConfigFile,
@@ -71,6 +71,11 @@ async function trainCommand(args: string[]): Promise<void> {
     force: { type: "bool", default: false, description: "resume even if the config hash differs" },
   });
   const config = await configFrom(values.config, sets);
+  if (config.mode === "best_of_n") {
+    // Best-of-N presets describe an evaluation, not a training run (RDPO_SPEC.md section 7).
+    console.error(`mode best_of_n: running step-wise best-of-N evaluation (deno task eval --best-of-n)`);
+    return await evalCommand([...args, "--best-of-n"]);
+  }
   const controller = new AbortController();
   Deno.addSignalListener("SIGINT", () => {
     console.error("\nstopping after this step (checkpoint follows); press Ctrl-C again to abort");
@@ -270,18 +275,27 @@ async function serveCommand(args: string[]): Promise<void> {
 
 if (import.meta.main) {
   const [command, ...rest] = Deno.args;
-  switch (command) {
-    case "train":
-      await trainCommand(rest);
-      break;
-    case "eval":
-      await evalCommand(rest);
-      break;
-    case "serve":
-      await serveCommand(rest);
-      break;
-    default:
-      console.error("usage: main.ts train|eval|serve [flags]  (see the file comment)");
+  try {
+    switch (command) {
+      case "train":
+        await trainCommand(rest);
+        break;
+      case "eval":
+        await evalCommand(rest);
+        break;
+      case "serve":
+        await serveCommand(rest);
+        break;
+      default:
+        console.error("usage: main.ts train|eval|serve [flags]  (see the file comment)");
+        Deno.exit(2);
+    }
+  } catch (e) {
+    // Bad configs and flags are the user's to fix: say what is wrong, without a stack trace.
+    if (e instanceof InvalidArgumentError || e instanceof FlagError) {
+      console.error(`${command}: ${(e as Error).message}`);
       Deno.exit(2);
+    }
+    throw e;
   }
 }
