@@ -13,6 +13,8 @@ import { parseConfig, type RunConfig } from "../services/trainer/config.ts";
 import { train } from "../services/trainer/loop.ts";
 import { readMetrics } from "../services/trainer/metrics.ts";
 import { ServiceProcess } from "../lib/process/service_process.ts";
+import { createClient } from "../lib/rpc/client.ts";
+import { RunState, TrainerService } from "../gen/rdpo/v1/trainer_pb.ts";
 import { initBackend } from "../lib/tensor/backend.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "rdpo-e2e-" });
@@ -36,38 +38,39 @@ const policy = new ServiceProcess("services/policy/main.ts", [
 ]);
 
 function config(runDir: string): RunConfig {
-  return parseConfig(
-    JSON.stringify({
-      method: "rdpo",
-      seed: 3,
-      run_dir: join(tmp, runDir),
-      progress: "none",
-      sampling: { num_inference_steps: 4, eta: 1.0, guidance_scale: 3.0 },
-      preference: { num_candidates: 3, finetune_step_indices: [0, 2] },
-      loss: { beta: 0.1, lambda: 100 },
-      lora: { rank: 2 },
-      optimizer: { lr: 0.01 },
-      training: { steps: 4, prompt_batch_size: 2 },
-      prompts: { file: promptsFile },
-      scorers: [{ name: "jpeg_compressibility", weight: 1 }],
-      eval: {
-        every: 0,
-        at_start: false,
-        at_end: true,
-        samples_per_prompt: 1,
-        max_prompts: 2,
-        scorers: ["jpeg_compressibility", "jpeg_incompressibility"],
-      },
-      services: { policy: policy.address, reward: reward.address },
-      rpc: {
-        deadline_ms: { default: 60_000 },
-        retry: { max_attempts: 40, initial_backoff_ms: 100, max_backoff_ms: 1000, max_total_ms: 90_000 },
-      },
-      checkpoint: { every: 1, keep_last: 2 },
-      report: { grid_prompts: 2, grid_samples: 1 },
-    }),
-    "e2e config",
-  );
+  return parseConfig(JSON.stringify(rawConfig(runDir)), "e2e config");
+}
+
+function rawConfig(runDir: string): Record<string, unknown> {
+  return {
+    method: "rdpo",
+    seed: 3,
+    run_dir: join(tmp, runDir),
+    progress: "none",
+    sampling: { num_inference_steps: 4, eta: 1.0, guidance_scale: 3.0 },
+    preference: { num_candidates: 3, finetune_step_indices: [0, 2] },
+    loss: { beta: 0.1, lambda: 100 },
+    lora: { rank: 2 },
+    optimizer: { lr: 0.01 },
+    training: { steps: 4, prompt_batch_size: 2 },
+    prompts: { file: promptsFile },
+    scorers: [{ name: "jpeg_compressibility", weight: 1 }],
+    eval: {
+      every: 0,
+      at_start: false,
+      at_end: true,
+      samples_per_prompt: 1,
+      max_prompts: 2,
+      scorers: ["jpeg_compressibility", "jpeg_incompressibility"],
+    },
+    services: { policy: policy.address, reward: reward.address },
+    rpc: {
+      deadline_ms: { default: 60_000 },
+      retry: { max_attempts: 40, initial_backoff_ms: 100, max_backoff_ms: 1000, max_total_ms: 90_000 },
+    },
+    checkpoint: { every: 1, keep_last: 2 },
+    report: { grid_prompts: 2, grid_samples: 1 },
+  };
 }
 
 Deno.test({
@@ -147,6 +150,32 @@ Deno.test({
           assertEquals(steps.map((s) => s.step), [1, 2, 3, 4]);
         },
       );
+      await t.step("trainer server mode: StartRun, StreamProgress to the end, GetRun, ListRuns", async () => {
+        const trainer = new ServiceProcess("services/trainer/main.ts", ["serve"]);
+        await trainer.start();
+        const client = createClient(TrainerService, trainer.address);
+        try {
+          const started = await client.startRun({
+            config: JSON.stringify(JSON.parse(JSON.stringify(rawConfig("e")))),
+          });
+          const steps: number[] = [];
+          let final = RunState.UNSPECIFIED;
+          for await (const r of client.streamProgress({ runId: started.runId }, { timeoutMs: 120_000 })) {
+            const e = r.event!;
+            if (e.state === RunState.RUNNING && e.step > 0n && e.loss !== 0) steps.push(Number(e.step));
+            final = e.state;
+          }
+          assertEquals(final, RunState.SUCCEEDED);
+          assertEquals([...new Set(steps)], [1, 2, 3, 4]);
+          const run = (await client.getRun({ runId: started.runId })).run!;
+          assertEquals(run.step, 4n);
+          assert(run.reportPath.endsWith("report.html"));
+          assertEquals((await client.listRuns({})).runs.length, 1);
+        } finally {
+          client.close();
+          assertEquals(await trainer.stop(), 0);
+        }
+      });
     } finally {
       await policy.kill();
       await reward.kill();
