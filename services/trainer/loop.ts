@@ -247,13 +247,15 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
       cursor: c?.state.prompt_cursor ?? { epoch: 0, index: 0 },
       optimizerStep: c?.optimizer?.step ?? 0,
     });
+    const batcherAt = (cursor: PromptCursor) =>
+      new PromptBatcher(prompts.train, {
+        batchSize: config.training.prompt_batch_size,
+        shuffle: config.prompts.shuffle,
+        seed: config.prompts.shuffle_seed,
+        cursor,
+      });
     let pos = start(ckpt);
-    let batcher = new PromptBatcher(prompts.train, {
-      batchSize: config.training.prompt_batch_size,
-      shuffle: config.prompts.shuffle,
-      seed: config.prompts.shuffle_seed,
-      cursor: pos.cursor,
-    });
+    let batcher = batcherAt(pos.cursor);
     say(
       `run ${run.paths.root}: ${config.method}, ${total} steps, ${prompts.train.length} train / ${evalPrompts.length} eval prompts` +
         (ckpt ? `, resumed at step ${pos.step}` : ""),
@@ -407,12 +409,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
         instanceId = (await services.call("get_info", (o) => services.policy.getInfo({}, o))).instanceId;
         const from = pos.step;
         pos = start(ckpt);
-        batcher = new PromptBatcher(prompts.train, {
-          batchSize: config.training.prompt_batch_size,
-          shuffle: config.prompts.shuffle,
-          seed: config.prompts.shuffle_seed,
-          cursor: pos.cursor,
-        });
+        batcher = batcherAt(pos.cursor);
         await truncateMetrics(run.paths.metrics, pos.step);
         say(
           `policy service restarted (${
