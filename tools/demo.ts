@@ -11,7 +11,7 @@
  * model of the same architecture, which the demo says plainly: the training is real, the images are
  * not meaningful pictures.
  *
- *   deno task demo [--steps 40] [--out runs/demo] [--quick]
+ *   deno task demo [--steps 40] [--out runs/demo] [--quick]      (DEMO_LR overrides the learning rate)
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
