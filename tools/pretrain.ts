@@ -9,6 +9,7 @@
  * folder (--out/model) that the policy service loads, and the loss curve (CSV + SVG).
  *
  *   deno task pretrain --steps 20000 --batch 16 --out runs/pretrain
+ *   deno task pretrain --out runs/pretrain --export-only     (model folder from the last checkpoint)
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { parseArgs } from "node:util";
@@ -43,6 +44,8 @@ export interface PretrainOptions {
   checkpointEvery: number;
   dropPrompt: number;
   backend: string;
+  /** Write the model folder from the latest checkpoint and stop (no training). */
+  exportOnly?: boolean;
   log: (line: string) => void;
 }
 
@@ -253,6 +256,20 @@ export async function pretrain(options: PretrainOptions): Promise<{ losses: numb
       trainer.step > 0 ? `resuming at step ${trainer.step}` : "from scratch"
     }`,
   );
+  if (options.exportOnly) {
+    if (trainer.step === 0) throw new Error(`no checkpoint in ${ckptDir} to export`);
+    const dir = join(options.out, `model-step-${trainer.step}`);
+    await trainer.saveModel(dir, {
+      steps: trainer.step,
+      batch: options.batch,
+      lr: options.lr,
+      seed: options.seed,
+    });
+    await Deno.writeTextFile(join(options.out, "loss.svg"), lossCurveSvg(losses));
+    options.log(`exported step ${trainer.step} to ${dir}`);
+    trainer.dispose();
+    return { losses, seconds: 0 };
+  }
   const t0 = performance.now();
   const startStep = trainer.step;
   const tty = Deno.stdout.isTerminal();
@@ -306,6 +323,7 @@ if (import.meta.main) {
       "checkpoint-every": { type: "string", default: "500" },
       "drop-prompt": { type: "string", default: "0.1" },
       backend: { type: "string", default: Deno.env.get("RDPO_BACKEND") ?? "wasm" },
+      "export-only": { type: "boolean", default: false },
     },
   });
   const num = (name: string, v: string) => {
@@ -323,6 +341,7 @@ if (import.meta.main) {
     checkpointEvery: Math.max(1, num("checkpoint-every", values["checkpoint-every"]!)),
     dropPrompt: num("drop-prompt", values["drop-prompt"]!),
     backend: values.backend!,
+    exportOnly: values["export-only"],
     log: (l) => console.log(l),
   });
   console.log(
