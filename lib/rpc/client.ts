@@ -113,6 +113,26 @@ function encodeRequest(schema: DescMessage, init: unknown): Buffer {
 
 const identity = (b: Buffer) => b;
 
+/** The completion callback of a call with one response: ends hooks, settles the promise. */
+function settle(
+  detach: () => void,
+  end: (error?: RpcError) => void,
+  resolve: (value: unknown) => void,
+  reject: (error: RpcError) => void,
+): (err: grpc.ServiceError | null, res?: unknown) => void {
+  return (err, res) => {
+    detach();
+    if (err) {
+      const error = toRpcError(err);
+      end(error);
+      reject(error);
+    } else {
+      end();
+      resolve(res);
+    }
+  };
+}
+
 /**
  * A client for `service` at `address` ("host:port", or any grpc-js target such as
  * "dns:///policy:50051"). Plaintext (the services run inside one trust domain).
@@ -221,17 +241,7 @@ function makeMethod(
             bytes,
             metadata,
             callOptions,
-            (err, res) => {
-              detach();
-              if (err) {
-                const error = toRpcError(err);
-                end(error);
-                reject(error);
-              } else {
-                end();
-                resolve(res);
-              }
-            },
+            settle(() => detach(), end, resolve, reject),
           );
           detach = attach(call, options);
         });
@@ -247,17 +257,7 @@ function makeMethod(
             decode,
             metadata,
             callOptions,
-            (err, res) => {
-              detach();
-              if (err) {
-                const error = toRpcError(err);
-                end(error);
-                reject(error);
-              } else {
-                end();
-                resolve(res);
-              }
-            },
+            settle(() => detach(), end, resolve, reject),
           );
           detach = attach(call, options);
           pump(requests, call, method.input);
