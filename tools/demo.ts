@@ -11,7 +11,7 @@
  * model of the same architecture, which the demo says plainly: the training is real, the images are
  * not meaningful pictures.
  *
- *   deno task demo [--steps 40] [--out runs/demo] [--quick]      (DEMO_LR overrides the learning rate)
+ *   deno task demo [--steps 40] [--out runs/demo] [--quick] [--model-dir DIR]   (DEMO_LR: learning rate)
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
@@ -31,6 +31,7 @@ const { values } = parseArgs({
     steps: { type: "string", default: "40" },
     out: { type: "string", default: join(repoRoot, "runs", "demo") },
     quick: { type: "boolean", default: false },
+    "model-dir": { type: "string" },
   },
 });
 const quick = values.quick!;
@@ -38,11 +39,11 @@ const steps = quick ? 2 : Number(values.steps);
 const started = performance.now();
 const say = (s: string) => console.log(s);
 
-const shipped = join(repoRoot, "models", "tiny");
+const shipped = values["model-dir"] ?? join(repoRoot, "models", "tiny");
 let modelDir = shipped;
 try {
   await Deno.stat(join(shipped, "unet", "config.json"));
-  say(`model: ${shipped} (the project's pretrained embedded model)`);
+  say(`model: ${shipped}${values["model-dir"] ? "" : " (the project's pretrained embedded model)"}`);
 } catch {
   modelDir = await Deno.makeTempDir({ prefix: "rdpo-demo-model-" });
   await initBackend("cpu");
