@@ -150,6 +150,30 @@ Deno.test({
           assertEquals(steps.map((s) => s.step), [1, 2, 3, 4]);
         },
       );
+      await t.step("d3po preset: independent trajectories ranked by the final reward train too", async () => {
+        const raw = rawConfig("f");
+        const cfg = parseConfig(
+          JSON.stringify({
+            ...raw,
+            method: "d3po",
+            loss: undefined,
+            preference: { finetune_step_indices: [0, 2] },
+            training: { steps: 2, prompt_batch_size: 2 },
+          }),
+          "d3po config",
+        );
+        assertEquals(cfg.preference.pairing, "independent");
+        assertEquals(cfg.preference.estimator, "final");
+        const r = await train(cfg, { progress: "none", log: () => {}, skipEvaluation: true });
+        assertEquals(r.steps, 2);
+        assert(r.optimizerStep >= 1, "pairs were trained");
+        const steps = (await readMetrics(join(tmp, "f", "metrics.jsonl"))).filter((x) => x.type === "step");
+        assert(
+          steps.every((s) => s.type === "step" && s.pairs + s.skipped_ties === 4),
+          "2 prompts x 2 fine-tune steps",
+        );
+      });
+
       await t.step("trainer server mode: StartRun, StreamProgress to the end, GetRun, ListRuns", async () => {
         const trainer = new ServiceProcess("services/trainer/main.ts", ["serve"]);
         await trainer.start();
