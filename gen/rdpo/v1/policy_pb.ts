@@ -756,12 +756,15 @@ export type LossConfig = Message<"rdpo.v1.LossConfig"> & {
   kind: LossKind;
 
   /**
+   * 0 (unset) means the kind's default: 0.1 for dpo/rdpo, 5000 for diffusion_dpo.
+   *
    * @generated from field: double beta = 2;
    */
   beta: number;
 
   /**
-   * Penalty weight of the rdpo loss (0 = RDPO*).
+   * Penalty weight of the rdpo loss. Sent as is: 0 (also when unset) is RDPO* (no penalty); the
+   * paper's default is 100 (RDPO_SPEC.md section 5).
    *
    * @generated from field: double lambda = 3;
    */
