@@ -24,17 +24,21 @@ function latents(b: number, fill = 0.1) {
 
 const step = { numInferenceSteps: 10, guidanceScale: 3 };
 
-Deno.test("policy service: every RPC over loopback gRPC", async () => {
-  const svc = await startPolicyService([
+/** The policy service in-process on a free loopback port, over the tiny model. */
+function startTinyPolicy(...extra: string[]) {
+  return startPolicyService([
     "--model-dir",
     modelDir,
     "--port",
     "0",
     "--adapter-root",
     adapterRoot,
-    "--lora-rank",
-    "2",
+    ...extra,
   ]);
+}
+
+Deno.test("policy service: every RPC over loopback gRPC", async () => {
+  const svc = await startTinyPolicy("--lora-rank", "2");
   const client = createClient(PolicyService, svc.address.address);
   try {
     const info = await client.getInfo({});
@@ -143,16 +147,7 @@ Deno.test("policy service: every RPC over loopback gRPC", async () => {
 });
 
 Deno.test("policy service: malformed requests get INVALID_ARGUMENT / FAILED_PRECONDITION naming the field", async () => {
-  const svc = await startPolicyService([
-    "--model-dir",
-    modelDir,
-    "--port",
-    "0",
-    "--adapter-root",
-    adapterRoot,
-    "--max-batch",
-    "8",
-  ]);
+  const svc = await startTinyPolicy("--max-batch", "8");
   const client = createClient(PolicyService, svc.address.address);
   try {
     const base = {
