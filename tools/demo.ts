@@ -23,7 +23,7 @@ import { repoRoot } from "../lib/testing/fixtures.ts";
 import { writeTinyModel } from "../services/policy/testing/tiny_model.ts";
 import { parseConfig } from "../services/trainer/config.ts";
 import { train } from "../services/trainer/loop.ts";
-import { evalRecords, readMetrics } from "../services/trainer/metrics.ts";
+import { evalRecords, pairedDifference, readMetrics } from "../services/trainer/metrics.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -32,8 +32,27 @@ const { values } = parseArgs({
     out: { type: "string", default: join(repoRoot, "runs", "demo") },
     quick: { type: "boolean", default: false },
     "model-dir": { type: "string" },
+    lr: { type: "string", default: Deno.env.get("DEMO_LR") ?? "0.005" },
+    candidates: { type: "string", default: "4" },
+    beta: { type: "string", default: "0.1" },
+    lambda: { type: "string", default: "100" },
+    "finetune-steps": { type: "string" },
+    "prompt-batch": { type: "string", default: "2" },
+    "eval-samples": { type: "string", default: "4" },
+    "eval-prompts": { type: "string", default: "4" },
+    reward: { type: "string", default: "jpeg_compressibility" },
   },
 });
+/** The demo's built-in rewards (no model files), with what a score means. */
+const REWARDS: Record<string, string> = {
+  jpeg_compressibility: "-kB of the image saved as JPEG q95 (PIL-equivalent); higher = simpler image",
+  colorfulness: "Hasler-Suesstrunk colourfulness of the RGB image; higher = more colourful",
+};
+const rewardName = values.reward!;
+if (!(rewardName in REWARDS)) {
+  console.error(`--reward: "${rewardName}" is not one of ${Object.keys(REWARDS).join(", ")}`);
+  Deno.exit(2);
+}
 const quick = values.quick!;
 const steps = quick ? 2 : Number(values.steps);
 const started = performance.now();
@@ -86,20 +105,25 @@ try {
       seed: 11,
       run_dir: runDir,
       sampling: { num_inference_steps: quick ? 4 : 10, eta: 1.0, guidance_scale: 3.0 },
-      preference: quick ? { num_candidates: 2, finetune_step_indices: [0, 2] } : { num_candidates: 4 },
-      loss: { beta: 0.1, lambda: 100 },
+      preference: quick ? { num_candidates: 2, finetune_step_indices: [0, 2] } : {
+        num_candidates: Number(values.candidates),
+        ...(values["finetune-steps"]
+          ? { finetune_step_indices: values["finetune-steps"].split(",").map(Number) }
+          : {}),
+      },
+      loss: { beta: Number(values.beta), lambda: Number(values.lambda) },
       lora: { rank: 4 },
-      optimizer: { lr: Number(Deno.env.get("DEMO_LR") ?? "0.005") },
-      training: { steps, prompt_batch_size: 2 },
+      optimizer: { lr: Number(values.lr) },
+      training: { steps, prompt_batch_size: Number(values["prompt-batch"]) },
       prompts: { file: join(repoRoot, "tools", "shapes", "demo_prompts.txt"), eval_fraction: 0.25 },
-      scorers: [{ name: "jpeg_compressibility", weight: 1 }],
+      scorers: [{ name: rewardName, weight: 1 }],
       eval: {
         every: 0,
         at_start: true,
         at_end: true,
-        samples_per_prompt: quick ? 1 : 4,
-        max_prompts: quick ? 2 : 4,
-        scorers: ["jpeg_compressibility", "jpeg_incompressibility"],
+        samples_per_prompt: quick ? 1 : Number(values["eval-samples"]),
+        max_prompts: quick ? 2 : Number(values["eval-prompts"]),
+        scorers: Object.keys(REWARDS),
       },
       services: { policy: policy.address, reward: reward.address },
       checkpoint: { every: 10, keep_last: 1 },
@@ -107,25 +131,26 @@ try {
     }),
     "demo config",
   );
-  say(`RDPO: ${steps} steps, reward jpeg_compressibility (-KB of the image as PIL-equivalent JPEG q95)`);
+  say(`RDPO: ${steps} steps, reward ${rewardName} (${REWARDS[rewardName]})`);
   const result = await train(config, {});
   const evals = evalRecords(await readMetrics(join(runDir, "metrics.jsonl")));
   const base = evals.find((e) => e.model === "base");
   const tuned = evals.filter((e) => e.model === "policy").at(-1);
-  say("\nheld-out prompts, same seeds:");
-  say("| model | jpeg_compressibility | jpeg_incompressibility |");
-  say("|---|---:|---:|");
+  say(`\nheld-out prompts, same seeds (${base?.rewards[rewardName]?.count ?? 0} samples per model):`);
+  say(`| model | ${Object.keys(REWARDS).join(" | ")} |`);
+  say(`|---|${Object.keys(REWARDS).map(() => "---:").join("|")}|`);
   for (const [name, e] of [["base", base], ["tuned", tuned]] as const) {
-    if (!e) continue;
-    say(
-      `| ${name} | ${e.rewards.jpeg_compressibility.mean.toFixed(4)} | ${
-        e.rewards.jpeg_incompressibility.mean.toFixed(4)
-      } |`,
-    );
+    if (e) say(`| ${name} | ${Object.keys(REWARDS).map((k) => e.rewards[k].mean.toFixed(4)).join(" | ")} |`);
   }
-  if (base && tuned) {
-    const gain = tuned.rewards.jpeg_compressibility.mean - base.rewards.jpeg_compressibility.mean;
-    say(`change in the trained reward (tuned - base): ${gain >= 0 ? "+" : ""}${gain.toFixed(4)} KB`);
+  const baseValues = base?.rewards[rewardName]?.values;
+  const tunedValues = tuned?.rewards[rewardName]?.values;
+  if (baseValues && tunedValues) {
+    const d = pairedDifference(baseValues, tunedValues);
+    say(
+      `trained reward ${rewardName}, tuned - base per seed-matched sample: ${d.mean >= 0 ? "+" : ""}${
+        d.mean.toFixed(4)
+      } ± ${d.stdError.toFixed(4)} (standard error), ${d.improved} of ${d.count} samples improved`,
+    );
   }
   say(`\nreport: ${result.reportPath}`);
   say(

@@ -3,8 +3,8 @@
  * tokenizer vocabularies, head weights). BUNDLES.md documents every field; this module reads and
  * validates a manifest (errors name the field), fills the per-kind defaults, and creates the scorer.
  *
- * Built-in kinds that need no files (`jpeg_compressibility`, `jpeg_incompressibility`) can be created
- * from their kind name alone.
+ * Built-in kinds that need no files (`jpeg_compressibility`, `jpeg_incompressibility`, `colorfulness`)
+ * can be created from their kind name alone.
  */
 
 import { join } from "node:path";
@@ -23,11 +23,16 @@ export const SCORER_KINDS = [
   "onnx",
   "jpeg_compressibility",
   "jpeg_incompressibility",
+  "colorfulness",
 ] as const;
 export type ScorerKind = typeof SCORER_KINDS[number];
 
 /** Kinds computed without any model file. */
-export const BUILTIN_KINDS: readonly ScorerKind[] = ["jpeg_compressibility", "jpeg_incompressibility"];
+export const BUILTIN_KINDS: readonly ScorerKind[] = [
+  "jpeg_compressibility",
+  "jpeg_incompressibility",
+  "colorfulness",
+];
 
 /** Where a model input's values come from. */
 export const FEED_SOURCES = ["pixel_values", "input_ids", "attention_mask", "image_embeds"] as const;
@@ -150,6 +155,7 @@ const DEFAULTS: Record<ScorerKind, KindDefaults> = {
   onnx: { models: {} },
   jpeg_compressibility: { models: {} },
   jpeg_incompressibility: { models: {} },
+  colorfulness: { models: {} },
 };
 
 /** Roles each kind requires in `models`. */
@@ -476,6 +482,7 @@ export async function createScorer(
   switch (m.kind) {
     case "jpeg_compressibility":
     case "jpeg_incompressibility":
+    case "colorfulness":
       return await createBuiltinScorer(m.kind);
     case "aesthetic": {
       const { AestheticScorer } = await import("./scorers/aesthetic.ts");
@@ -502,6 +509,10 @@ export async function createScorer(
 
 /** A scorer of a kind that needs no files, by kind name alone. */
 export async function createBuiltinScorer(kind: string): Promise<Scorer> {
+  if (kind === "colorfulness") {
+    const { ColorfulnessScorer } = await import("./scorers/colorfulness.ts");
+    return new ColorfulnessScorer();
+  }
   if (kind !== "jpeg_compressibility" && kind !== "jpeg_incompressibility") {
     throw new InvalidArgumentError(
       "kind",

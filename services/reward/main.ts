@@ -10,7 +10,7 @@
  * `--preload` is a comma-separated list of
  *   name@version=bundle[:alias]        a bundle folder relative to --model-root
  *   name[@version]=kind:KIND[:alias]   a built-in kind (version defaults to "builtin")
- * The built-in scorers jpeg_compressibility and jpeg_incompressibility are preloaded as
+ * The built-in scorers jpeg_compressibility, jpeg_incompressibility and colorfulness are preloaded as
  * `<kind>@builtin` unless --no-builtins, so the service is useful with no model files.
  */
 import { InvalidArgumentError } from "../../lib/errors.ts";

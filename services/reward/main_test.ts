@@ -24,6 +24,7 @@ Deno.test("main: flags, env fallback, preload specs and defaults", async () => {
     ]);
     const { scorers, aliases } = running.registry.list();
     assertEquals(scorers.map((s) => `${s.name}@${s.version}:${s.kind}:${s.state}`), [
+      "colorfulness@builtin:colorfulness:READY",
       "j@builtin:jpeg_compressibility:READY",
       "jpeg_compressibility@builtin:jpeg_compressibility:READY",
       "jpeg_incompressibility@builtin:jpeg_incompressibility:READY",
@@ -95,6 +96,7 @@ Deno.test({
         await waitForReady(client, 10_000);
         const list = await client.listScorers({});
         assertEquals(list.scorers.map((s) => `${s.name}@${s.version}`), [
+          "colorfulness@builtin",
           "jpeg_compressibility@builtin",
           "jpeg_incompressibility@builtin",
         ]);

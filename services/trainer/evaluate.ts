@@ -76,7 +76,7 @@ export async function evaluateModel(
   const rewards: EvalMetrics["rewards"] = {};
   for (const name of ctx.config.eval.scorers) {
     const scores = await scoreImages(ctx, images, imagePrompts, [{ name, weight: 1 }]);
-    rewards[name] = scoreStats(scores);
+    rewards[name] = { ...scoreStats(scores), values: Array.from(scores) };
   }
   return {
     record: {

@@ -41,6 +41,11 @@ export interface ScoreStats {
   mean: number;
   std: number;
   count: number;
+  /**
+   * Per-sample scores in sample order (prompt-major, seed-matched across models), so two
+   * evaluations can be compared pair by pair (`pairedDifference`).
+   */
+  values?: number[];
 }
 
 /** One evaluation: N samples per eval prompt scored by every eval scorer. */
@@ -63,6 +68,28 @@ export function scoreStats(values: readonly number[]): ScoreStats {
   const mean = values.reduce((a, b) => a + b, 0) / n;
   const variance = values.reduce((a, b) => a + (b - mean) ** 2, 0) / n;
   return { mean, std: Math.sqrt(variance), count: n };
+}
+
+/**
+ * Tuned minus base, sample by sample (same prompts, same seeds): the mean difference, its standard
+ * error, and how many samples improved. Pairing removes the prompt/seed variance that dominates the
+ * spread of either evaluation alone.
+ */
+export function pairedDifference(
+  base: readonly number[],
+  tuned: readonly number[],
+): { mean: number; stdError: number; improved: number; count: number } {
+  if (base.length !== tuned.length || base.length === 0) {
+    throw new InvalidArgumentError(
+      "values",
+      `paired samples need two equal, non-empty lists (got ${base.length} and ${tuned.length})`,
+    );
+  }
+  const d = tuned.map((t, i) => t - base[i]);
+  const n = d.length;
+  const mean = d.reduce((a, b) => a + b, 0) / n;
+  const variance = n > 1 ? d.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1) : NaN;
+  return { mean, stdError: Math.sqrt(variance / n), improved: d.filter((x) => x > 0).length, count: n };
 }
 
 /** One record as a JSON line (non-finite numbers -> null). */

@@ -7,6 +7,7 @@ import {
   type EvalMetrics,
   evalSeries,
   movingAverage,
+  pairedDifference,
   parseMetricsText,
   readMetrics,
   scoreStats,
@@ -113,6 +114,14 @@ Deno.test("metrics: series, moving average, score stats", () => {
   assertEquals(movingAverage([[1, 1], [2, 3], [3, 5], [4, 7]], 2), [[1, 1], [2, 2], [3, 4], [4, 6]]);
   assertEquals(scoreStats([1, 2, 3, 4]), { mean: 2.5, std: Math.sqrt(1.25), count: 4 });
   assert(Number.isNaN(scoreStats([]).mean));
+});
+
+Deno.test("metrics: paired difference of seed-matched samples", () => {
+  // d = [1, -1, 2, 2]: mean 1, sample variance (0 + 4 + 1 + 1) / 3 = 2, standard error sqrt(2 / 4).
+  const r = pairedDifference([0, 3, 1, 5], [1, 2, 3, 7]);
+  assertEquals(r, { mean: 1, stdError: Math.sqrt(0.5), improved: 3, count: 4 });
+  assertThrows(() => pairedDifference([1], [1, 2]), InvalidArgumentError, "equal, non-empty");
+  assertThrows(() => pairedDifference([], []), InvalidArgumentError, "equal, non-empty");
 });
 
 Deno.test("metrics: summary over the last window", () => {

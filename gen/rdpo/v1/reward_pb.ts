@@ -134,7 +134,7 @@ export type LoadScorerRequest = Message<"rdpo.v1.LoadScorerRequest"> & {
 
   /**
    * Bundle folder, relative to (and resolved inside) the service's model root. Empty for the
-   * built-in scorers that need no files (jpeg_compressibility, jpeg_incompressibility, ...).
+   * built-in scorers that need no files (jpeg_compressibility, jpeg_incompressibility, colorfulness).
    *
    * @generated from field: string bundle = 3;
    */
