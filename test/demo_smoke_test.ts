@@ -23,6 +23,7 @@ Deno.test({
     assert(/policy\s+127\.0\.0\.1:\d+\s+health SERVING/.test(stdout), stdout);
     assert(/\| base \| -?\d+\.\d+ \| \d+\.\d+ \|/.test(stdout), stdout);
     assert(/\| tuned \| -?\d+\.\d+ \| \d+\.\d+ \|/.test(stdout), stdout);
+    assert(/trained reward \S+, tuned - base per seed-matched sample: [+-]\d+\.\d+ ± /.test(stdout), stdout);
     const report = stdout.match(/report: (\S+report\.html)/);
     assert(report, stdout);
     const html = await Deno.readTextFile(report[1]);
