@@ -10,7 +10,7 @@
  * Without `models/tiny` (or `--model-dir`) it falls back to a randomly initialised tiny model of the
  * same architecture and says so: the training is real, the images are not meaningful pictures.
  *
- *   deno task demo [--reward jpeg_compressibility|colorfulness] [--steps 80] [--seed 11] [--quick]
+ *   deno task demo [--reward jpeg_compressibility|colorfulness] [--steps 40] [--seed 11] [--quick]
  *                  [--lr X] [--finetune-steps 8,9] [--model-dir DIR] [--out runs/demo]
  */
 import { parseArgs } from "node:util";
@@ -39,7 +39,7 @@ const REWARDS: Record<string, { meaning: string; lr: number; finetuneSteps: numb
   },
   colorfulness: {
     meaning: "Hasler-Suesstrunk colourfulness of the RGB image; higher = more colourful",
-    lr: 0.01,
+    lr: 0.005,
     finetuneSteps: [8, 9],
   },
 };
@@ -48,17 +48,17 @@ const { values } = parseArgs({
   args: Deno.args,
   options: {
     reward: { type: "string", default: "jpeg_compressibility" },
-    steps: { type: "string", default: "80" },
+    steps: { type: "string", default: "40" },
     out: { type: "string", default: join(repoRoot, "runs", "demo") },
     quick: { type: "boolean", default: false },
     "model-dir": { type: "string" },
     seed: { type: "string", default: "11" },
     lr: { type: "string" },
     "finetune-steps": { type: "string" },
-    candidates: { type: "string", default: "4" },
+    candidates: { type: "string", default: "8" },
     beta: { type: "string", default: "0.1" },
     lambda: { type: "string", default: "100" },
-    "prompt-batch": { type: "string", default: "2" },
+    "prompt-batch": { type: "string", default: "4" },
     "eval-samples": { type: "string", default: "8" },
     "eval-prompts": { type: "string", default: "4" },
   },
@@ -128,7 +128,7 @@ try {
       loss: { beta: Number(values.beta), lambda: Number(values.lambda) },
       lora: { rank: 4 },
       optimizer: { lr: values.lr === undefined ? reward.lr : Number(values.lr) },
-      training: { steps, prompt_batch_size: Number(values["prompt-batch"]) },
+      training: { steps, prompt_batch_size: quick ? 2 : Number(values["prompt-batch"]) },
       prompts: { file: join(repoRoot, "tools", "shapes", "demo_prompts.txt"), eval_fraction: 0.25 },
       scorers: [{ name: rewardName, weight: 1 }],
       eval: {
