@@ -83,11 +83,15 @@ try {
   await Deno.stat(join(shipped, "unet", "config.json"));
   say(`model: ${shipped}${values["model-dir"] ? "" : " (the project's pretrained embedded model)"}`);
 } catch {
+  if (values["model-dir"]) {
+    console.error(`--model-dir: ${shipped} is not a model folder (no unet/config.json)`);
+    Deno.exit(2);
+  }
   modelDir = await Deno.makeTempDir({ prefix: "rdpo-demo-model-" });
   await initBackend("cpu");
   await writeTinyModel(modelDir, { seed: 7, std: 0.08, sampleSize: 16 });
   say(
-    "model: no pretrained embedded model is shipped yet (issue 7), so this demo uses a randomly\n" +
+    `model: ${shipped} is missing (partial checkout?), so this demo uses a randomly\n` +
       "       initialised tiny model of the same architecture. Every RPC, sample, reward and training\n" +
       "       step is real, but the images are noise and a short run moves the reward little.",
   );
