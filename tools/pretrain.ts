@@ -228,7 +228,9 @@ export class TinyModelTrainer {
     this.emaSteps = 0;
     for (const [name, e] of this.ema) {
       const saved = tensors.get(`ema.${name}`);
-      e.assign(saved ? tf.tensor(saved.data as Float32Array, e.shape) : this.params.get(name)!);
+      tf.tidy(() =>
+        e.assign(saved ? tf.tensor(saved.data as Float32Array, e.shape) : this.params.get(name)!)
+      );
       if (saved) this.emaSteps = Number(metadata.ema_steps ?? 0);
     }
     return Array.from(tensors.get("losses")!.data as Float32Array);

@@ -6,7 +6,7 @@
  * On 8-bit RGB values, per pixel rg = R - G and yb = (R + G)/2 - B; with the population standard
  * deviations and means of those opponent channels over the image,
  *   C = sqrt(sd_rg^2 + sd_yb^2) + 0.3 * sqrt(mean_rg^2 + mean_yb^2).
- * Grey images score 0; the paper's scale runs to about 110 for extremely colourful photographs.
+ * Grey images score 0; larger is more colourful (unbounded above, in 8-bit units).
  */
 
 import { type RgbImage, validateRgbImage } from "../../../lib/image/png.ts";
