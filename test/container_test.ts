@@ -20,7 +20,7 @@ import type { StartedTestContainer } from "testcontainers";
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { initBackend } from "../lib/tensor/backend.ts";
 import * as A from "../lib/telemetry/attributes.ts";
-import { startOtlpReceiver } from "../lib/telemetry/otlp_receiver.ts";
+import { otlpExportEnv, startOtlpReceiver } from "../lib/telemetry/otlp_receiver.ts";
 import { type OtlpSpan, OtlpSpanKind } from "../lib/telemetry/otlp_traces.ts";
 import { writeTinyModel } from "../services/policy/testing/tiny_model.ts";
 import { readMetrics } from "../services/trainer/metrics.ts";
@@ -91,14 +91,7 @@ Deno.test({
         .withName(name)
         .withNetworkMode("host")
         .withCommand(command)
-        .withEnvironment({
-          OTEL_DENO: "true",
-          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
-          OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
-          OTEL_SERVICE_NAME: service,
-          OTEL_DENO_CONSOLE: "ignore",
-          OTEL_BSP_SCHEDULE_DELAY: "200",
-        })
+        .withEnvironment(otlpExportEnv(receiver.endpoint, service))
         .withLogConsumer((stream) => {
           stream.on("data", (chunk: unknown) => logs.set(name, logs.get(name) + String(chunk)));
         });

@@ -20,7 +20,7 @@ import { ServiceProcess } from "../lib/process/service_process.ts";
 import { repoRoot } from "../lib/testing/fixtures.ts";
 import { initBackend } from "../lib/tensor/backend.ts";
 import * as A from "../lib/telemetry/attributes.ts";
-import { startOtlpReceiver } from "../lib/telemetry/otlp_receiver.ts";
+import { otlpExportEnv, startOtlpReceiver } from "../lib/telemetry/otlp_receiver.ts";
 import { type OtlpSpan, OtlpSpanKind } from "../lib/telemetry/otlp_traces.ts";
 import { ancestry, buildTrees, formatTree } from "../lib/telemetry/trace_tree.ts";
 import { writeTinyModel } from "../services/policy/testing/tiny_model.ts";
@@ -51,14 +51,7 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const receiver = await startOtlpReceiver();
-    const otelEnv = (service: string): Record<string, string> => ({
-      OTEL_DENO: "true",
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
-      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
-      OTEL_SERVICE_NAME: service,
-      OTEL_DENO_CONSOLE: "ignore",
-      OTEL_BSP_SCHEDULE_DELAY: "200",
-    });
+    const otelEnv = (service: string) => otlpExportEnv(receiver.endpoint, service);
     const tmp = await Deno.makeTempDir({ prefix: "rdpo-tracing-" });
     const modelDir = join(tmp, "model");
     await initBackend("cpu"); // only to write the random model's weights

@@ -12,5 +12,5 @@ export { failSpan, startSpan, withSpan, withSpanSync } from "./tracing.ts";
 export { phaseSpan, StepTrace } from "./rdpo.ts";
 export { traceScorerBatch } from "./reward.ts";
 export { traceDecode, traceTrainStep, traceUnet } from "./policy.ts";
-export { startOtlpReceiver } from "./otlp_receiver.ts";
+export { otlpExportEnv, startOtlpReceiver } from "./otlp_receiver.ts";
 export { buildTrees, formatTree } from "./trace_tree.ts";

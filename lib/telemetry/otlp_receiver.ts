@@ -22,6 +22,21 @@ export interface OtlpReceiver {
 
 const PROTOBUF = "application/x-protobuf";
 
+/**
+ * The environment that makes a Deno process export its traces to `endpoint` (a receiver's) as
+ * `serviceName`, with console capture off and a short batch delay so spans arrive while a test waits.
+ */
+export function otlpExportEnv(endpoint: string, serviceName: string): Record<string, string> {
+  return {
+    OTEL_DENO: "true",
+    OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+    OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+    OTEL_SERVICE_NAME: serviceName,
+    OTEL_DENO_CONSOLE: "ignore",
+    OTEL_BSP_SCHEDULE_DELAY: "200",
+  };
+}
+
 export function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: OtlpSpan[] = [];
   const requests: Record<string, number> = {};

@@ -26,6 +26,7 @@ import { loadClipText, loadUNet, loadVae } from "./model/loaders.ts";
 import { openWeights } from "./model/weights.ts";
 import type { UNet2DConditionModel } from "./model/unet.ts";
 import type { AutoencoderKL } from "./model/vae.ts";
+import { pathExists } from "../../lib/fs/exists.ts";
 
 /** Text -> fixed-length token ids (what the text encoder was trained with). */
 export interface PromptTokenizer {
@@ -49,17 +50,8 @@ export interface PolicyPipeline {
   imageHeight: number;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function firstExisting(dir: string, names: string[]): Promise<string | null> {
-  for (const n of names) if (await exists(join(dir, n))) return join(dir, n);
+  for (const n of names) if (await pathExists(join(dir, n))) return join(dir, n);
   return null;
 }
 
@@ -87,7 +79,7 @@ async function withWeights<T>(
 export async function loadPromptTokenizer(dir: string, maxLength: number): Promise<PromptTokenizer | null> {
   const tokDir = join(dir, "tokenizer");
   const configPath = join(tokDir, "tokenizer_config.json");
-  if (await exists(configPath)) {
+  if (await pathExists(configPath)) {
     const cfg = JSON.parse(await Deno.readTextFile(configPath)) as Partial<WordTokenizerConfig>;
     if (cfg.type === "word") {
       const word = new WordTokenizer(cfg as WordTokenizerConfig);
@@ -110,7 +102,7 @@ export async function loadPromptTokenizer(dir: string, maxLength: number): Promi
 
 /** Loads the model folder `dir` (see the file comment). */
 export async function loadPipeline(dir: string): Promise<PolicyPipeline> {
-  if (!(await exists(join(dir, "unet")))) {
+  if (!(await pathExists(join(dir, "unet")))) {
     throw new InvalidArgumentError(
       "model_dir",
       `${dir} has no unet/ folder (expected a diffusers model folder)`,
@@ -129,7 +121,7 @@ export async function loadPipeline(dir: string): Promise<PolicyPipeline> {
     let textEncoder: CLIPTextModel | null = null;
     let textEncoderConfig = "";
     const teDir = join(dir, "text_encoder");
-    if (await exists(teDir)) {
+    if (await pathExists(teDir)) {
       const cfgPath = await requireFile(teDir, ["config.json"], "text encoder config");
       textEncoderConfig = await Deno.readTextFile(cfgPath);
       textEncoder = await withWeights(
@@ -159,7 +151,7 @@ export async function loadPipeline(dir: string): Promise<PolicyPipeline> {
     let vae: AutoencoderKL | null = null;
     let vaeConfig = "";
     const vaeDir = join(dir, "vae");
-    if (await exists(vaeDir)) {
+    if (await pathExists(vaeDir)) {
       const cfgPath = await requireFile(vaeDir, ["config.json"], "vae config");
       vaeConfig = await Deno.readTextFile(cfgPath);
       vae = await loadVae({

@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../../lib/errors.ts";
 import { readSafetensors, type TensorRecord, writeSafetensors } from "../../lib/tensor/safetensors.ts";
 import type { PromptCursor } from "./prompts.ts";
+import { pathExists } from "../../lib/fs/exists.ts";
 
 export const CHECKPOINTS_DIR = "checkpoints";
 export const LATEST_FILE = "latest";
@@ -137,16 +138,6 @@ async function writeTextDurably(path: string, text: string): Promise<void> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 function checkState(state: TrainerState): void {
   if (!Number.isSafeInteger(state.step) || state.step < 0) {
     throw new InvalidArgumentError("state.step", `expected a non-negative integer, got ${state.step}`);
@@ -239,7 +230,7 @@ export async function writeCheckpoint(
 
   const finalDir = join(checkpointsDir, name);
   let setAside: string | null = null;
-  if (await exists(finalDir)) {
+  if (await pathExists(finalDir, { noFollow: true })) {
     // Same step written again (e.g. after a resume from an earlier checkpoint): move the old one
     // aside first; rename cannot replace a non-empty folder.
     setAside = join(checkpointsDir, `.old-${name}-${crypto.randomUUID().slice(0, 8)}`);
@@ -379,7 +370,7 @@ export async function loadLatestCheckpoint(
 ): Promise<LoadedCheckpoint | null> {
   const pointer = await readLatestPointer(runDir);
   let loaded: LoadedCheckpoint | null = null;
-  if (pointer && (await exists(join(runDir, CHECKPOINTS_DIR, pointer)))) {
+  if (pointer && (await pathExists(join(runDir, CHECKPOINTS_DIR, pointer), { noFollow: true }))) {
     loaded = await loadCheckpoint(join(runDir, CHECKPOINTS_DIR, pointer));
   } else {
     const all = await listCheckpoints(runDir);

@@ -9,6 +9,7 @@ import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "..
 import type { ParamStore } from "./params.ts";
 import { dirname, join } from "node:path";
 import { fillNormal, mulberry32 } from "./random.ts";
+import { pathExists } from "../../../lib/fs/exists.ts";
 
 /** Tensors readable by name from one file or from the shards of an index. */
 export interface WeightSource {
@@ -81,22 +82,13 @@ export class SafetensorsSource implements WeightSource {
 export async function openWeights(dir: string, bases: readonly string[]): Promise<WeightSource> {
   for (const base of bases) {
     const single = join(dir, `${base}.safetensors`);
-    if (await exists(single)) return await SafetensorsSource.open(single);
+    if (await pathExists(single)) return await SafetensorsSource.open(single);
     const index = join(dir, `${base}.safetensors.index.json`);
-    if (await exists(index)) return await SafetensorsSource.openIndex(index);
+    if (await pathExists(index)) return await SafetensorsSource.openIndex(index);
   }
   throw new NotFoundError(
     `${dir}: no weights (looked for ${bases.map((b) => `${b}.safetensors[.index.json]`).join(", ")})`,
   );
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export interface LoadOptions {
