@@ -1,0 +1,172 @@
+/**
+ * The Kubernetes manifests as data: renders an overlay of deploy/k8s with `kubectl kustomize`, parses
+ * the objects, and validates each one against the Kubernetes API schemas with `kubernetes-models`
+ * (its generated JSON-schema validators; unknown kinds are an error, not a pass).
+ *
+ *   deno task k8s:validate                 every overlay: render, validate, print a table
+ *   deno task k8s:validate cpu-dev         one overlay
+ *
+ * `RDPO_KUBECTL` names the kubectl binaries to render with, separated by ":" (default `kubectl`);
+ * with several (Debian's kubectl 1.20 = kustomize v2, and a current one = v5) every overlay must
+ * render to the same objects with each (INFRA.md, "Containers and Kubernetes").
+ */
+import { join } from "node:path";
+import { parseAllDocuments } from "yaml";
+import { ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service } from "kubernetes-models/v1";
+import { Deployment, StatefulSet } from "kubernetes-models/apps/v1";
+import { Job } from "kubernetes-models/batch/v1";
+import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
+import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
+import type { IPodTemplateSpec } from "kubernetes-models/v1";
+import { run } from "../../test/support/container_env.ts";
+
+export const K8S_DIR = import.meta.dirname!;
+/** The overlays under deploy/k8s/overlays, and the base. */
+export const OVERLAYS = ["cpu-dev", "multi-gpu", "observability"] as const;
+export type Overlay = (typeof OVERLAYS)[number] | "base";
+
+/** A rendered object: apiVersion, kind, metadata and the rest as kubectl printed them. */
+export interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  // deno-lint-ignore no-explicit-any
+  [key: string]: any;
+}
+
+/** A kubernetes-models class: construct it from the object, then `validate()` throws on schema errors. */
+type ModelClass = new (data: never) => { validate(): void };
+/** Every kind the manifests use, by "apiVersion/kind". Anything else fails validation. */
+const MODELS: Record<string, ModelClass> = {
+  "v1/Namespace": Namespace,
+  "v1/ConfigMap": ConfigMap,
+  "v1/Secret": Secret,
+  "v1/Service": Service,
+  "v1/PersistentVolumeClaim": PersistentVolumeClaim,
+  "apps/v1/Deployment": Deployment,
+  "apps/v1/StatefulSet": StatefulSet,
+  "batch/v1/Job": Job,
+  "autoscaling/v2/HorizontalPodAutoscaler": HorizontalPodAutoscaler,
+  "policy/v1/PodDisruptionBudget": PodDisruptionBudget,
+};
+
+/** "Kind/name" of an object, for messages. */
+export function objectId(o: K8sObject): string {
+  return `${o.kind}/${o.metadata?.name}`;
+}
+
+/** The kubectl binaries to render with (RDPO_KUBECTL, ":"-separated; default `kubectl`). */
+export function kubectlBinaries(): string[] {
+  return (Deno.env.get("RDPO_KUBECTL") ?? "kubectl").split(":").filter(Boolean);
+}
+
+/** Why `kubectl kustomize` cannot run here, or null when every binary answers `version --client`. */
+export async function kubectlSkipReason(bins = kubectlBinaries()): Promise<string | null> {
+  for (const bin of bins) {
+    const v = await run(bin, ["version", "--client"], { timeoutMs: 20_000 });
+    if (v.code !== 0) return `${bin} version --client failed: ${v.output.trim().split("\n")[0]}`;
+  }
+  return null;
+}
+
+/** Parses kubectl's multi-document output; empty documents (v2 leaves `{}` for `$patch: delete`) are dropped. */
+export function parseObjects(text: string, source: string): K8sObject[] {
+  const docs = parseAllDocuments(text);
+  const objects: K8sObject[] = [];
+  for (const doc of docs) {
+    if (doc.errors.length > 0) throw new Error(`${source}: ${doc.errors[0].message}`);
+    const value = doc.toJS();
+    if (value === null || value === undefined || Object.keys(value).length === 0) continue;
+    objects.push(value as K8sObject);
+  }
+  return objects;
+}
+
+/** `kubectl kustomize` of an overlay (or the base), parsed. Throws with kubectl's output on failure. */
+export async function renderOverlay(overlay: Overlay, kubectl = kubectlBinaries()[0]): Promise<K8sObject[]> {
+  const dir = overlay === "base" ? join(K8S_DIR, "base") : join(K8S_DIR, "overlays", overlay);
+  const out = await run(kubectl, ["kustomize", dir], { timeoutMs: 60_000 });
+  if (out.code !== 0) throw new Error(`${kubectl} kustomize ${dir} failed:\n${out.output}`);
+  // stdout comes first; v5 prints deprecation warnings on stderr, after it, starting with "# Warning".
+  const yaml = out.output.split("\n").filter((l) => !l.startsWith("# Warning:")).join("\n");
+  return parseObjects(yaml, `${kubectl} kustomize ${overlay}`);
+}
+
+/**
+ * Validates each object against its Kubernetes schema; returns one message per invalid object
+ * (empty: all valid). An apiVersion/kind without a model here is reported, not skipped.
+ */
+export function validateObjects(objects: K8sObject[]): string[] {
+  const problems: string[] = [];
+  for (const o of objects) {
+    const model = MODELS[`${o.apiVersion}/${o.kind}`];
+    if (!model) {
+      problems.push(`${objectId(o)}: no schema for ${o.apiVersion} ${o.kind}`);
+      continue;
+    }
+    try {
+      new model(o as never).validate();
+    } catch (e) {
+      problems.push(`${objectId(o)}: ${(e as Error).message}`);
+    }
+  }
+  return problems;
+}
+
+/** Objects in a canonical order with sorted keys, so two renders compare as text. */
+export function canonical(objects: K8sObject[]): string {
+  const sortKeys = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(sortKeys) : v !== null && typeof v === "object"
+      ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]))
+      : v;
+  return [...objects]
+    .sort((a, b) => objectId(a).localeCompare(objectId(b)))
+    .map((o) => JSON.stringify(sortKeys(o)))
+    .join("\n");
+}
+
+/** The object of `kind` named `name`, or an error listing what there is. */
+export function findObject(objects: K8sObject[], kind: string, name: string): K8sObject {
+  const o = objects.find((x) => x.kind === kind && x.metadata.name === name);
+  if (!o) throw new Error(`no ${kind}/${name} among ${objects.map(objectId).join(", ")}`);
+  return o;
+}
+
+/** The pod template of a Deployment, StatefulSet or Job; undefined for other kinds. */
+export function podTemplate(o: K8sObject): IPodTemplateSpec | undefined {
+  return ["Deployment", "StatefulSet", "Job"].includes(o.kind) ? o.spec?.template : undefined;
+}
+
+async function main(args: string[]): Promise<number> {
+  const overlays: Overlay[] = args.length > 0 ? args as Overlay[] : ["base", ...OVERLAYS];
+  const bins = kubectlBinaries();
+  const rows: string[][] = [];
+  let failed = 0;
+  for (const overlay of overlays) {
+    const renders = [];
+    for (const bin of bins) renders.push(await renderOverlay(overlay, bin));
+    const objects = renders[0];
+    const problems = validateObjects(objects);
+    const same = renders.every((r) => canonical(r) === canonical(objects));
+    if (problems.length > 0 || !same) failed++;
+    for (const p of problems) console.error(`${overlay}: ${p}`);
+    if (!same) console.error(`${overlay}: ${bins.join(" and ")} render different objects`);
+    const kinds = new Map<string, number>();
+    for (const o of objects) kinds.set(o.kind, (kinds.get(o.kind) ?? 0) + 1);
+    rows.push([
+      overlay,
+      String(objects.length),
+      String(objects.length - problems.length),
+      bins.length > 1 ? (same ? "yes" : "NO") : "-",
+      [...kinds].map(([k, n]) => `${k} ${n}`).join(", "),
+    ]);
+  }
+  const head = ["overlay", "objects", "valid", "same render", "kinds"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
+  console.log(`rendered with: ${bins.join(", ")}`);
+  console.log([line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.map(line)].join("\n"));
+  return failed === 0 ? 0 : 1;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,196 @@
+/**
+ * Every overlay renders with `kubectl kustomize` (each binary in RDPO_KUBECTL, identically), every
+ * rendered object validates against the Kubernetes schemas (kubernetes-models), and the manifests
+ * hang together the way the API server would only find out at run time: mounts name volumes, volumes
+ * name objects in the render, Services select pods and target declared ports, probes hit declared
+ * ports, the trainer's ConfigMap is a config the trainer accepts. Skips, printing one line, without
+ * kubectl.
+ */
+import { parse as parseYaml } from "yaml";
+import type { IContainer, IPodSpec } from "kubernetes-models/v1";
+import { assert, assertEquals } from "../../lib/testing/assert.ts";
+import { parseConfig } from "../../services/trainer/config.ts";
+import {
+  canonical,
+  findObject,
+  type K8sObject,
+  kubectlBinaries,
+  kubectlSkipReason,
+  objectId,
+  type Overlay,
+  OVERLAYS,
+  parseObjects,
+  podTemplate,
+  renderOverlay,
+  validateObjects,
+} from "./manifests.ts";
+
+const skipReason = await kubectlSkipReason();
+if (skipReason) console.log(`skip: k8s manifests: ${skipReason}`);
+const ALL: Overlay[] = ["base", ...OVERLAYS];
+const GPU_OVERLAYS: Overlay[] = ["base", "multi-gpu", "observability"];
+
+const rendered = new Map<Overlay, Promise<K8sObject[]>>();
+function render(overlay: Overlay): Promise<K8sObject[]> {
+  if (!rendered.has(overlay)) rendered.set(overlay, renderOverlay(overlay));
+  return rendered.get(overlay)!;
+}
+
+function containersOf(spec: IPodSpec): IContainer[] {
+  return [...(spec.initContainers ?? []), ...spec.containers];
+}
+
+const test = (name: string, fn: () => Promise<void>) =>
+  Deno.test({ name, ignore: skipReason !== null, sanitizeResources: false, fn });
+
+test("k8s: every overlay renders, identically with every kubectl, and every object validates", async () => {
+  const bins = kubectlBinaries();
+  for (const overlay of ALL) {
+    const first = await render(overlay);
+    assert(first.length > 0, `${overlay} renders objects`);
+    assertEquals(validateObjects(first), [], `${overlay}: schema problems`);
+    for (const bin of bins.slice(1)) {
+      assertEquals(canonical(await renderOverlay(overlay, bin)), canonical(first), `${overlay}: ${bin} vs ${bins[0]}`);
+    }
+    const ids = first.map(objectId);
+    assertEquals(new Set(ids).size, ids.length, `${overlay}: no object twice`);
+    for (const o of first) {
+      if (o.kind !== "Namespace") assertEquals(o.metadata.namespace, "rdpo", `${objectId(o)} namespace`);
+    }
+  }
+});
+
+test("k8s: the validator rejects a broken object (it is not a pass-through)", async () => {
+  const objects = await render("base");
+  const policy = structuredClone(findObject(objects, "StatefulSet", "policy"));
+  policy.spec.replicas = "two";
+  policy.spec.template.spec.containers[0].startupProbe.grpc.port = "grpc";
+  const problems = validateObjects([policy, { apiVersion: "v9", kind: "Nope", metadata: { name: "x" } }]);
+  assertEquals(problems.length, 2);
+  assert(problems[0].includes("replicas must be integer"), problems[0]);
+  assert(problems[1].includes("no schema for v9 Nope"), problems[1]);
+  assertEquals(parseObjects("---\n{}\n---\n", "empty").length, 0);
+});
+
+test("k8s: mounts, volumes, Services, probes and env refer to things that exist", async () => {
+  for (const overlay of ALL) {
+    const objects = await render(overlay);
+    const names = (kind: string) => new Set(objects.filter((o) => o.kind === kind).map((o) => o.metadata.name));
+    const [configMaps, secrets, claims] = [names("ConfigMap"), names("Secret"), names("PersistentVolumeClaim")];
+    const workloads = objects.filter((o) => podTemplate(o));
+    for (const w of workloads) {
+      const where = `${overlay} ${objectId(w)}`;
+      const spec = podTemplate(w)!.spec!;
+      const volumes = new Map((spec.volumes ?? []).map((v) => [v.name, v]));
+      for (const v of volumes.values()) {
+        if (v.configMap) assert(configMaps.has(v.configMap.name!), `${where}: ConfigMap ${v.configMap.name}`);
+        if (v.secret) assert(secrets.has(v.secret.secretName!), `${where}: Secret ${v.secret.secretName}`);
+        if (v.persistentVolumeClaim) {
+          assert(claims.has(v.persistentVolumeClaim.claimName), `${where}: PVC ${v.persistentVolumeClaim.claimName}`);
+        }
+      }
+      const mounted = new Set<string>();
+      for (const c of containersOf(spec)) {
+        for (const m of c.volumeMounts ?? []) {
+          assert(volumes.has(m.name), `${where} ${c.name}: mount ${m.name} has a volume`);
+          mounted.add(m.name);
+        }
+        const ports = new Set((c.ports ?? []).map((p) => p.containerPort));
+        for (const probe of [c.startupProbe, c.readinessProbe, c.livenessProbe]) {
+          const port = probe?.grpc?.port ?? probe?.tcpSocket?.port ?? probe?.httpGet?.port;
+          if (port !== undefined) assert(ports.has(Number(port)), `${where} ${c.name}: probe port ${port} declared`);
+        }
+        // Paths the services read from env point into a mounted folder.
+        for (const e of c.env ?? []) {
+          if (!/_(FILE|CONFIG|CERT|KEY|CA)$/.test(e.name) || !e.value) continue;
+          assert(
+            (c.volumeMounts ?? []).some((m) => e.value!.startsWith(`${m.mountPath}/`)),
+            `${where} ${c.name}: ${e.name}=${e.value} is under a mount`,
+          );
+        }
+      }
+      assertEquals([...volumes.keys()].filter((v) => !mounted.has(v)), [], `${where}: volumes nobody mounts`);
+    }
+    for (const svc of objects.filter((o) => o.kind === "Service")) {
+      const selector: Record<string, string> = svc.spec.selector;
+      const pods = workloads.filter((w) =>
+        Object.entries(selector).every(([k, v]) => podTemplate(w)!.metadata?.labels?.[k] === v)
+      );
+      assert(pods.length > 0, `${overlay} ${objectId(svc)} selects a workload`);
+      for (const port of svc.spec.ports) {
+        const declared = pods.flatMap((w) => podTemplate(w)!.spec!.containers.flatMap((c) => c.ports ?? []));
+        assert(
+          declared.some((p) => p.name === port.targetPort || p.containerPort === port.targetPort),
+          `${overlay} ${objectId(svc)}: targetPort ${port.targetPort} is a container port`,
+        );
+      }
+    }
+  }
+});
+
+test("k8s: GPUs, probes, security contexts and limits", async () => {
+  for (const overlay of ALL) {
+    const objects = await render(overlay);
+    const policy = findObject(objects, "StatefulSet", "policy");
+    const container = policy.spec.template.spec.containers[0] as IContainer;
+    const gpu = container.resources?.limits?.["nvidia.com/gpu"];
+    const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value]));
+    if (GPU_OVERLAYS.includes(overlay)) {
+      assertEquals(gpu, 1, `${overlay}: one GPU per policy replica`);
+      assert(policy.spec.template.spec.tolerations?.length > 0, `${overlay}: GPU toleration`);
+      assert(String(env.NVIDIA_DRIVER_CAPABILITIES).split(",").includes("graphics"), `${overlay}: graphics`);
+      assertEquals(env.POLICY_BACKEND, "webgpu");
+    } else {
+      assertEquals(gpu, undefined, `${overlay}: no GPU`);
+      assertEquals(policy.spec.template.spec.nodeSelector, undefined);
+      assertEquals([env.POLICY_MODEL_DIR, env.POLICY_BACKEND], ["/opt/rdpo/models/tiny", "wasm"]);
+    }
+    assertEquals(findObject(objects, "Service", "policy").spec.clusterIP, "None", "policy Service is headless");
+    assertEquals(findObject(objects, "Service", "reward-headless").spec.clusterIP, "None");
+    for (const [kind, name] of [["StatefulSet", "policy"], ["Deployment", "reward"]]) {
+      const c = findObject(objects, kind, name).spec.template.spec.containers[0] as IContainer;
+      for (const probe of [c.startupProbe, c.readinessProbe, c.livenessProbe]) {
+        assert(probe?.grpc?.port, `${overlay} ${kind}/${name}: native gRPC probes`);
+      }
+      assertEquals(c.readinessProbe?.grpc?.service, `rdpo.v1.${name[0].toUpperCase()}${name.slice(1)}Service`);
+    }
+    for (const w of objects.filter((o) => podTemplate(o))) {
+      const spec = podTemplate(w)!.spec!;
+      const rdpo = spec.containers.some((c) => c.image?.includes("rdpo-services"));
+      assert(spec.securityContext?.runAsNonRoot, `${overlay} ${objectId(w)}: runAsNonRoot`);
+      for (const c of containersOf(spec)) {
+        assertEquals(c.securityContext?.allowPrivilegeEscalation, false, `${objectId(w)} ${c.name}`);
+        assertEquals(c.securityContext?.capabilities?.drop, ["ALL"], `${objectId(w)} ${c.name}`);
+        assert(c.resources?.requests?.memory && c.resources?.limits?.memory, `${objectId(w)} ${c.name}: memory`);
+        if (rdpo) assert(c.image?.includes("rdpo-services"), `${objectId(w)} ${c.name}: the services' image`);
+      }
+    }
+    for (const pdb of ["policy", "reward"]) findObject(objects, "PodDisruptionBudget", pdb);
+    assertEquals(findObject(objects, "HorizontalPodAutoscaler", "reward").spec.scaleTargetRef.name, "reward");
+  }
+  const replicas = async (o: Overlay) => findObject(await render(o), "StatefulSet", "policy").spec.replicas;
+  assertEquals([await replicas("base"), await replicas("cpu-dev")], [1, 2]);
+  assert((await replicas("multi-gpu")) > 1, "multi-gpu runs several policy replicas");
+  assertEquals(await replicas("observability"), await replicas("multi-gpu"), "observability builds on multi-gpu");
+});
+
+test("k8s: the trainer ConfigMap is a config the trainer accepts, addressing the headless Services", async () => {
+  for (const overlay of ALL) {
+    const objects = await render(overlay);
+    const text: string = findObject(objects, "ConfigMap", "trainer-config").data["config.yaml"];
+    const config = parseConfig(JSON.stringify(parseYaml(text)), `${overlay} trainer-config`);
+    // dns:/// + the headless Services: one A record per ready pod (round_robin / data parallel).
+    assertEquals(config.services.policy, "dns:///policy.rdpo.svc.cluster.local:50052");
+    assertEquals(config.services.reward, "dns:///reward-headless.rdpo.svc.cluster.local:50051");
+    assert(config.run_dir?.startsWith("runs/"), `${overlay}: run_dir on the runs volume (/opt/rdpo/runs -> /runs)`);
+    const job = findObject(objects, "Job", "trainer").spec.template.spec as IPodSpec;
+    const trainer = job.containers[0];
+    assert(trainer.args?.includes("--resume"), "a restarted trainer pod resumes");
+    const configEnv = trainer.env?.find((e) => e.name === "TRAINER_CONFIG")?.value;
+    const mount = trainer.volumeMounts?.find((m) => configEnv?.startsWith(`${m.mountPath}/`));
+    assertEquals(job.volumes?.find((v) => v.name === mount?.name)?.configMap?.name, "trainer-config");
+    assert(trainer.volumeMounts?.some((m) => m.mountPath === "/runs"), "run folders on a volume");
+  }
+  const cpuDev = parseYaml(findObject(await render("cpu-dev"), "ConfigMap", "trainer-config").data["config.yaml"]);
+  assertEquals(cpuDev.training.steps, 2, "cpu-dev trains 2 steps");
+});
