@@ -29,6 +29,7 @@ import {
   buildServicesImage,
   containerSkipReason,
   docker,
+  freePorts,
   removeContainers,
   SERVICES_IMAGE,
 } from "./support/container_env.ts";
@@ -44,14 +45,6 @@ const ENTRYPOINT = "/opt/rdpo/deploy/docker/entrypoint.sh";
 
 const skipReason = await containerSkipReason();
 if (skipReason) console.log(`skip: container test: ${skipReason}`);
-
-/** Free ports on 127.0.0.1, distinct (all listeners are open at once while choosing). */
-function freePorts(n: number): number[] {
-  const listeners = Array.from({ length: n }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
-  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
-  for (const l of listeners) l.close();
-  return ports;
-}
 
 function serviceOf(span: OtlpSpan): string {
   return String(span.resource["service.name"]);

@@ -42,7 +42,7 @@ excludes=(
   --exclude="*.log"
 )
 # The Dockerfile COPYs exactly these paths; the Deno binary goes in as ./deno.
-paths=(./deno.json ./deno.lock ./proto ./gen ./lib ./services ./tools ./node_modules ./deploy/docker)
+paths=(./deno.json ./deno.lock ./proto ./gen ./lib ./services ./tools ./node_modules ./deploy/docker ./models/tiny)
 # Deno processes running meanwhile (a parallel test run) touch node_modules/.deno; GNU tar reports a
 # folder that changed while it was read with exit status 1, harmless here. Any other failure is not.
 context() {

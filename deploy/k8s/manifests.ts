@@ -116,7 +116,9 @@ export function validateObjects(objects: K8sObject[]): string[] {
 /** Objects in a canonical order with sorted keys, so two renders compare as text. */
 export function canonical(objects: K8sObject[]): string {
   const sortKeys = (v: unknown): unknown =>
-    Array.isArray(v) ? v.map(sortKeys) : v !== null && typeof v === "object"
+    Array.isArray(v)
+      ? v.map(sortKeys)
+      : v !== null && typeof v === "object"
       ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]))
       : v;
   return [...objects]
@@ -165,7 +167,9 @@ async function main(args: string[]): Promise<number> {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
   console.log(`rendered with: ${bins.join(", ")}`);
-  console.log([line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.map(line)].join("\n"));
+  console.log(
+    [line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.map(line)].join("\n"),
+  );
   return failed === 0 ? 0 : 1;
 }
 

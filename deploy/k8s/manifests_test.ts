@@ -50,7 +50,11 @@ test("k8s: every overlay renders, identically with every kubectl, and every obje
     assert(first.length > 0, `${overlay} renders objects`);
     assertEquals(validateObjects(first), [], `${overlay}: schema problems`);
     for (const bin of bins.slice(1)) {
-      assertEquals(canonical(await renderOverlay(overlay, bin)), canonical(first), `${overlay}: ${bin} vs ${bins[0]}`);
+      assertEquals(
+        canonical(await renderOverlay(overlay, bin)),
+        canonical(first),
+        `${overlay}: ${bin} vs ${bins[0]}`,
+      );
     }
     const ids = first.map(objectId);
     assertEquals(new Set(ids).size, ids.length, `${overlay}: no object twice`);
@@ -75,8 +79,13 @@ test("k8s: the validator rejects a broken object (it is not a pass-through)", as
 test("k8s: mounts, volumes, Services, probes and env refer to things that exist", async () => {
   for (const overlay of ALL) {
     const objects = await render(overlay);
-    const names = (kind: string) => new Set(objects.filter((o) => o.kind === kind).map((o) => o.metadata.name));
-    const [configMaps, secrets, claims] = [names("ConfigMap"), names("Secret"), names("PersistentVolumeClaim")];
+    const names = (kind: string) =>
+      new Set(objects.filter((o) => o.kind === kind).map((o) => o.metadata.name));
+    const [configMaps, secrets, claims] = [
+      names("ConfigMap"),
+      names("Secret"),
+      names("PersistentVolumeClaim"),
+    ];
     const workloads = objects.filter((o) => podTemplate(o));
     for (const w of workloads) {
       const where = `${overlay} ${objectId(w)}`;
@@ -86,7 +95,10 @@ test("k8s: mounts, volumes, Services, probes and env refer to things that exist"
         if (v.configMap) assert(configMaps.has(v.configMap.name!), `${where}: ConfigMap ${v.configMap.name}`);
         if (v.secret) assert(secrets.has(v.secret.secretName!), `${where}: Secret ${v.secret.secretName}`);
         if (v.persistentVolumeClaim) {
-          assert(claims.has(v.persistentVolumeClaim.claimName), `${where}: PVC ${v.persistentVolumeClaim.claimName}`);
+          assert(
+            claims.has(v.persistentVolumeClaim.claimName),
+            `${where}: PVC ${v.persistentVolumeClaim.claimName}`,
+          );
         }
       }
       const mounted = new Set<string>();
@@ -98,7 +110,9 @@ test("k8s: mounts, volumes, Services, probes and env refer to things that exist"
         const ports = new Set((c.ports ?? []).map((p) => p.containerPort));
         for (const probe of [c.startupProbe, c.readinessProbe, c.livenessProbe]) {
           const port = probe?.grpc?.port ?? probe?.tcpSocket?.port ?? probe?.httpGet?.port;
-          if (port !== undefined) assert(ports.has(Number(port)), `${where} ${c.name}: probe port ${port} declared`);
+          if (port !== undefined) {
+            assert(ports.has(Number(port)), `${where} ${c.name}: probe port ${port} declared`);
+          }
         }
         // Paths the services read from env point into a mounted folder.
         for (const e of c.env ?? []) {
@@ -145,14 +159,21 @@ test("k8s: GPUs, probes, security contexts and limits", async () => {
       assertEquals(policy.spec.template.spec.nodeSelector, undefined);
       assertEquals([env.POLICY_MODEL_DIR, env.POLICY_BACKEND], ["/opt/rdpo/models/tiny", "wasm"]);
     }
-    assertEquals(findObject(objects, "Service", "policy").spec.clusterIP, "None", "policy Service is headless");
+    assertEquals(
+      findObject(objects, "Service", "policy").spec.clusterIP,
+      "None",
+      "policy Service is headless",
+    );
     assertEquals(findObject(objects, "Service", "reward-headless").spec.clusterIP, "None");
     for (const [kind, name] of [["StatefulSet", "policy"], ["Deployment", "reward"]]) {
       const c = findObject(objects, kind, name).spec.template.spec.containers[0] as IContainer;
       for (const probe of [c.startupProbe, c.readinessProbe, c.livenessProbe]) {
         assert(probe?.grpc?.port, `${overlay} ${kind}/${name}: native gRPC probes`);
       }
-      assertEquals(c.readinessProbe?.grpc?.service, `rdpo.v1.${name[0].toUpperCase()}${name.slice(1)}Service`);
+      assertEquals(
+        c.readinessProbe?.grpc?.service,
+        `rdpo.v1.${name[0].toUpperCase()}${name.slice(1)}Service`,
+      );
     }
     for (const w of objects.filter((o) => podTemplate(o))) {
       const spec = podTemplate(w)!.spec!;
@@ -161,7 +182,10 @@ test("k8s: GPUs, probes, security contexts and limits", async () => {
       for (const c of containersOf(spec)) {
         assertEquals(c.securityContext?.allowPrivilegeEscalation, false, `${objectId(w)} ${c.name}`);
         assertEquals(c.securityContext?.capabilities?.drop, ["ALL"], `${objectId(w)} ${c.name}`);
-        assert(c.resources?.requests?.memory && c.resources?.limits?.memory, `${objectId(w)} ${c.name}: memory`);
+        assert(
+          c.resources?.requests?.memory && c.resources?.limits?.memory,
+          `${objectId(w)} ${c.name}: memory`,
+        );
         if (rdpo) assert(c.image?.includes("rdpo-services"), `${objectId(w)} ${c.name}: the services' image`);
       }
     }
@@ -171,7 +195,11 @@ test("k8s: GPUs, probes, security contexts and limits", async () => {
   const replicas = async (o: Overlay) => findObject(await render(o), "StatefulSet", "policy").spec.replicas;
   assertEquals([await replicas("base"), await replicas("cpu-dev")], [1, 2]);
   assert((await replicas("multi-gpu")) > 1, "multi-gpu runs several policy replicas");
-  assertEquals(await replicas("observability"), await replicas("multi-gpu"), "observability builds on multi-gpu");
+  assertEquals(
+    await replicas("observability"),
+    await replicas("multi-gpu"),
+    "observability builds on multi-gpu",
+  );
 });
 
 test("k8s: the trainer ConfigMap is a config the trainer accepts, addressing the headless Services", async () => {
@@ -182,7 +210,10 @@ test("k8s: the trainer ConfigMap is a config the trainer accepts, addressing the
     // dns:/// + the headless Services: one A record per ready pod (round_robin / data parallel).
     assertEquals(config.services.policy, "dns:///policy.rdpo.svc.cluster.local:50052");
     assertEquals(config.services.reward, "dns:///reward-headless.rdpo.svc.cluster.local:50051");
-    assert(config.run_dir?.startsWith("runs/"), `${overlay}: run_dir on the runs volume (/opt/rdpo/runs -> /runs)`);
+    assert(
+      config.run_dir?.startsWith("runs/"),
+      `${overlay}: run_dir on the runs volume (/opt/rdpo/runs -> /runs)`,
+    );
     const job = findObject(objects, "Job", "trainer").spec.template.spec as IPodSpec;
     const trainer = job.containers[0];
     assert(trainer.args?.includes("--resume"), "a restarted trainer pod resumes");
@@ -191,6 +222,8 @@ test("k8s: the trainer ConfigMap is a config the trainer accepts, addressing the
     assertEquals(job.volumes?.find((v) => v.name === mount?.name)?.configMap?.name, "trainer-config");
     assert(trainer.volumeMounts?.some((m) => m.mountPath === "/runs"), "run folders on a volume");
   }
-  const cpuDev = parseYaml(findObject(await render("cpu-dev"), "ConfigMap", "trainer-config").data["config.yaml"]);
+  const cpuDev = parseYaml(
+    findObject(await render("cpu-dev"), "ConfigMap", "trainer-config").data["config.yaml"],
+  );
   assertEquals(cpuDev.training.steps, 2, "cpu-dev trains 2 steps");
 });

@@ -48,6 +48,14 @@ export async function run(
   }
 }
 
+/** Free ports on 127.0.0.1, distinct (all listeners are open at once while choosing). */
+export function freePorts(n: number): number[] {
+  const listeners = Array.from({ length: n }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const l of listeners) l.close();
+  return ports;
+}
+
 /** `docker ARGS` with a time limit. */
 export function docker(args: string[], timeoutMs = 60_000): Promise<CommandResult> {
   return run("docker", args, { timeoutMs });
