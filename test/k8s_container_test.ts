@@ -58,8 +58,11 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
+    const t0 = performance.now();
+    const since = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
     const built = await buildServicesImage();
     assertEquals(built.code, 0, `deploy/docker/build.sh failed:\n${built.output.slice(-4000)}`);
+    console.log(`k8s container test: ${SERVICES_IMAGE} built (${since()})`);
 
     const objects = await renderOverlay("cpu-dev");
     const reward = podsOf(findObject(objects, "Deployment", "reward"));
@@ -112,6 +115,8 @@ Deno.test({
           throw new Error(`${(e as Error).message}\n${await logsOf(c.name)}`);
         }
       }));
+
+      console.log(`k8s container test: ${services.map((p) => p.name).join(", ")} ready (${since()})`);
 
       // The trainer Job's pod: init containers in order (retried like the kubelet), then the trainer.
       for (const init of trainer.spec.initContainers ?? []) {
