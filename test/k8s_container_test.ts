@@ -164,6 +164,7 @@ Deno.test({
       assertEquals(waited.code, 0, `docker wait ${job.name}: ${waited.output}`);
       assertEquals(waited.output.trim(), "0", `trainer exit code\n${await logsOf(job.name)}`);
 
+      console.log(`k8s container test: ${trainer.name} exited 0 (${since()})`);
       const config = await Deno.readTextFile(join(root, "pods", trainer.name, "config", "config.yaml"));
       const runDir = join(root, "claims", "rdpo-runs", "cpu-dev");
       const steps = (await readMetrics(join(runDir, "metrics.jsonl"))).filter((r) => r.type === "step");
