@@ -186,7 +186,10 @@ test("k8s: GPUs, probes, security contexts and limits", async () => {
           c.resources?.requests?.memory && c.resources?.limits?.memory,
           `${objectId(w)} ${c.name}: memory`,
         );
-        if (rdpo) assert(c.image?.includes("rdpo-services"), `${objectId(w)} ${c.name}: the services' image`);
+        if (rdpo) {
+          assert(c.image?.includes("rdpo-services"), `${objectId(w)} ${c.name}: the services' image`);
+          assert(c.securityContext?.readOnlyRootFilesystem, `${objectId(w)} ${c.name}: read-only root`);
+        }
       }
     }
     for (const pdb of ["policy", "reward"]) findObject(objects, "PodDisruptionBudget", pdb);

@@ -4,7 +4,7 @@
  * pods' probes. What it takes from the manifests, unchanged: each container's command, args, env
  * (literal values, `$(VAR)` expansion, fieldRef, secretKeyRef and configMapKeyRef), volume mounts
  * (ConfigMap and Secret files, emptyDir, PersistentVolumeClaims as host folders), securityContext's
- * user and group, init containers (run in order, retried with back-off like the kubelet does),
+ * user, group, read-only root filesystem, dropped capabilities and no-new-privileges, init containers (run in order, retried with back-off like the kubelet does),
  * startup/readiness/liveness probes (grpc, tcpSocket, httpGet, exec) with their timings, and
  * terminationGracePeriodSeconds for `docker stop`.
  *
@@ -146,6 +146,7 @@ export async function dockerRunArgs(
     if (sc.runAsUser !== undefined) args.push("--user", `${sc.runAsUser}:${sc.runAsGroup ?? sc.runAsUser}`);
   } else args.push("--user", `${uid}:${Deno.gid()}`);
   if (sc.allowPrivilegeEscalation === false) args.push("--security-opt", "no-new-privileges");
+  if (sc.readOnlyRootFilesystem) args.push("--read-only");
   for (const cap of sc.capabilities?.drop ?? []) args.push("--cap-drop", cap);
 
   const env = new Map<string, string>();
