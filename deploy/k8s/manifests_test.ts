@@ -10,6 +10,7 @@ import { parse as parseYaml } from "yaml";
 import type { IContainer, IPodSpec } from "kubernetes-models/v1";
 import { assert, assertEquals } from "../../lib/testing/assert.ts";
 import { parseConfig } from "../../services/trainer/config.ts";
+import { type CollectorConfig, collectorProblems } from "../otel/collector_check.ts";
 import {
   canonical,
   findObject,
@@ -229,4 +230,42 @@ test("k8s: the trainer ConfigMap is a config the trainer accepts, addressing the
     findObject(await render("cpu-dev"), "ConfigMap", "trainer-config").data["config.yaml"],
   );
   assertEquals(cpuDev.training.steps, 2, "cpu-dev trains 2 steps");
+});
+
+test("k8s observability: the collector config hangs together and its targets are Services of the render", async () => {
+  const objects = await render("observability");
+  const collector = parseYaml(
+    findObject(objects, "ConfigMap", "otel-collector-config").data["collector.yaml"],
+  );
+  assertEquals(collectorProblems(collector as CollectorConfig), []);
+  // host:port of a Service in the render (name.rdpo.svc.cluster.local), on a port it exposes.
+  const servicePort = (address: string) => {
+    const [host, port] = address.split(":");
+    const name = host.replace(/\.rdpo\.svc\.cluster\.local$/, "");
+    const svc = findObject(objects, "Service", name);
+    assert(
+      svc.spec.ports.some((p: { port: number }) => p.port === Number(port)),
+      `${address}: a port of ${name}`,
+    );
+  };
+  servicePort(collector.exporters["otlp/jaeger"].endpoint);
+  for (const job of collector.receivers.prometheus.config.scrape_configs) {
+    for (const sd of job.dns_sd_configs) {
+      for (const name of sd.names) {
+        const svc = findObject(objects, "Service", name.replace(/\.rdpo\.svc\.cluster\.local$/, ""));
+        assertEquals(svc.spec.clusterIP, "None", `${name}: headless, one A record per pod`);
+        servicePort(`${name}:${sd.port}`);
+      }
+    }
+  }
+  const prometheus = parseYaml(findObject(objects, "ConfigMap", "prometheus-config").data["prometheus.yml"]);
+  for (const target of prometheus.scrape_configs[0].static_configs[0].targets) servicePort(target);
+  const otlpPort = Number(collector.receivers.otlp.protocols.http.endpoint.split(":")[1]);
+  for (const [kind, name] of [["Deployment", "reward"], ["StatefulSet", "policy"], ["Job", "trainer"]]) {
+    const c = findObject(objects, kind, name).spec.template.spec.containers[0] as IContainer;
+    const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
+    assertEquals(env.OTEL_DENO, "true", `${name} exports over OTLP`);
+    servicePort(new URL(env.OTEL_EXPORTER_OTLP_ENDPOINT!).host);
+    assertEquals(new URL(env.OTEL_EXPORTER_OTLP_ENDPOINT!).port, String(otlpPort));
+  }
 });
