@@ -10,64 +10,17 @@
  */
 import { join } from "node:path";
 import { assert, assertEquals } from "../lib/testing/assert.ts";
-import { writeTinyModel } from "../services/policy/testing/tiny_model.ts";
-import { parseConfig, type RunConfig } from "../services/trainer/config.ts";
 import { train } from "../services/trainer/loop.ts";
 import { readMetrics } from "../services/trainer/metrics.ts";
-import { ServiceProcess } from "../lib/process/service_process.ts";
 import { createClient } from "../lib/rpc/client.ts";
 import { PolicyService } from "../gen/rdpo/v1/policy_pb.ts";
-import { initBackend } from "../lib/tensor/backend.ts";
 import { decodeFloat32 } from "../lib/tensor/codec.ts";
 import { resolvePolicyReplicas } from "../services/trainer/replicas.ts";
+import { loopbackCluster } from "../services/trainer/testing/cluster.ts";
 
-const tmp = await Deno.makeTempDir({ prefix: "rdpo-dp-" });
-const modelDir = join(tmp, "model");
-await initBackend("cpu"); // only to write the random model's weights
-await writeTinyModel(modelDir, { seed: 4, std: 0.05 });
-const promptsFile = join(tmp, "prompts.txt");
-await Deno.writeTextFile(
-  promptsFile,
-  "a red circle\na blue square\na small green circle\na large red square\n",
-);
-
-const reward = new ServiceProcess("services/reward/main.ts", []);
-const policies = [0, 1, 2].map((i) =>
-  new ServiceProcess("services/policy/main.ts", [
-    "--model-dir",
-    modelDir,
-    "--lora-rank",
-    "2",
-    "--adapter-root",
-    join(tmp, `adapters-${i}`),
-  ])
-);
-
-function config(runDir: string, policy: string | string[]): RunConfig {
-  return parseConfig(
-    JSON.stringify({
-      method: "rdpo",
-      seed: 3,
-      run_dir: join(tmp, runDir),
-      progress: "none",
-      sampling: { num_inference_steps: 3, eta: 1.0, guidance_scale: 3.0 },
-      preference: { num_candidates: 3, finetune_step_indices: [0, 1] },
-      loss: { beta: 0.1, lambda: 100 },
-      lora: { rank: 2 },
-      optimizer: { lr: 0.01 },
-      training: { steps: 3, prompt_batch_size: 3 },
-      prompts: { file: promptsFile },
-      scorers: [{ name: "jpeg_compressibility", weight: 1 }],
-      services: { policy, reward: reward.address },
-      rpc: {
-        deadline_ms: { default: 60_000 },
-        retry: { max_attempts: 40, initial_backoff_ms: 100, max_backoff_ms: 1000, max_total_ms: 90_000 },
-      },
-      checkpoint: { every: 1, keep_last: 2 },
-    }),
-    "dp config",
-  );
-}
+const cluster = await loopbackCluster(3);
+const { tmp, policies } = cluster;
+const config = cluster.config;
 
 const quiet = { progress: "none" as const, log: () => {}, skipEvaluation: true };
 
@@ -105,9 +58,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
-    await reward.start();
-    await Promise.all(policies.map((p) => p.start()));
-    const all = policies.map((p) => p.address);
+    await cluster.start();
+    const all = cluster.addresses();
     try {
       let reference = "";
       await t.step("1 replica (the data-parallel path)", async () => {
@@ -186,8 +138,7 @@ Deno.test({
         console.log(`one address vs data-parallel: max |adapter difference| ${maxDiff.toExponential(2)}`);
       });
     } finally {
-      await Promise.all(policies.map((p) => p.kill()));
-      await reward.kill();
+      await cluster.stop();
     }
   },
 });
