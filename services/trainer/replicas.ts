@@ -110,9 +110,10 @@ export class ReplicaSet {
 /**
  * grpc-js channel options for the reward client: with "dns:///name:port" (a headless Service) calls
  * are spread over all A records with round_robin, per call; a plain ClusterIP address would pin the
- * one long-lived HTTP/2 connection to one pod. Other targets keep grpc-js' defaults.
+ * one long-lived HTTP/2 connection to one pod. "ipv4:a:p,b:q" lists get the same. Other targets
+ * keep grpc-js' defaults.
  */
 export function rewardChannelOptions(address: string): Record<string, string> {
-  if (!address.startsWith(DNS_PREFIX)) return {};
+  if (!/^(?:dns:\/\/\/|ipv4:|ipv6:)/.test(address)) return {};
   return { "grpc.service_config": JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }) };
 }
