@@ -4,12 +4,14 @@
  *     steps end with bit-identically the same adapter, and every replica holds it;
  *   - kill -9 of one of 3 replicas mid-run: the run reloads the last checkpoint into every replica,
  *     replays, records steps 1..N exactly once and ends with the uninterrupted run's adapter;
+ *   - a replica whose adapter is changed behind the run's back stops the run, naming the replica;
  *   - resumed with another P: still bit-identical, and the run says so;
  *   - the one-address path (one batched TrainStep) differs from the reduction only by float32
  *     rounding (bounded below).
  */
 import { join } from "node:path";
-import { assert, assertEquals } from "../lib/testing/assert.ts";
+import { assert, assertEquals, assertRejects } from "../lib/testing/assert.ts";
+import { ReplicaDivergedError } from "../services/trainer/data_parallel_step.ts";
 import { train } from "../services/trainer/loop.ts";
 import { readMetrics } from "../services/trainer/metrics.ts";
 import { createClient } from "../lib/rpc/client.ts";
@@ -105,6 +107,26 @@ Deno.test({
           assertEquals(steps.map((s) => s.step), [1, 2, 3]);
         },
       );
+
+      await t.step("a replica whose adapter changes behind the run's back stops it, named", async () => {
+        const tamper = createClient(PolicyService, all[1]);
+        let tampered: Promise<unknown> | null = null;
+        try {
+          const e = await assertRejects(() =>
+            train(config("diverge", all), {
+              ...quiet,
+              onRecord: (rec) => {
+                if (rec.type === "step" && rec.step === 1 && !tampered) {
+                  tampered = tamper.loadAdapter({ reset: true, seed: 99n }, { timeoutMs: 30_000 });
+                }
+              },
+            }), ReplicaDivergedError);
+          assert(e.message.includes(`replica 1 (${all[1]})`), e.message);
+        } finally {
+          await tampered;
+          tamper.close();
+        }
+      });
 
       await t.step("stopped with 3 replicas, resumed with 2: bit-identical, and said so", async () => {
         const first = await train(config("resume", all), { ...quiet, stopAtStep: 1 });

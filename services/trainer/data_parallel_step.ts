@@ -114,6 +114,20 @@ export class DataParallel {
    */
   async restore(restore: (services: TrainerServices) => Promise<string>): Promise<string> {
     await this.replicas.connect();
+    const infos = await Promise.all(
+      this.replicas.replicas.map((r) => this.services.call("get_info", (o) => r.client.getInfo({}, o))),
+    );
+    infos.forEach((info, i) => {
+      if (
+        info.loraRank !== this.config.lora.rank || info.latentShape.join() !== infos[0].latentShape.join()
+      ) {
+        throw new FailedPreconditionError(
+          `services.policy: ${this.replicas.describe(i)} serves LoRA rank ${info.loraRank} and latents ` +
+            `[${info.latentShape.join(", ")}]; the run needs rank ${this.config.lora.rank} and ` +
+            `[${infos[0].latentShape.join(", ")}] on every replica`,
+        );
+      }
+    });
     const sums = await Promise.all(this.replicas.replicas.map((r) => restore(this.on(r))));
     this.#checkSame(sums, "after loading the adapter");
     this.#instanceIds = await Promise.all(
@@ -124,19 +138,26 @@ export class DataParallel {
     return sums[0];
   }
 
-  /** Every replica still holds the run's adapter (same instance, step and checksum), or ReplicaLostError. */
+  /**
+   * Every replica still holds the run's adapter: a replica with a new instance id restarted
+   * (ReplicaLostError: reload and replay); one with the same instance but another optimizer step or
+   * checksum was changed behind the run's back (ReplicaDivergedError: the run stops).
+   */
   async check(optimizerStep: number, checksum: string): Promise<void> {
     const infos = await Promise.all(
       this.replicas.replicas.map((r) => this.services.call("get_info", (o) => r.client.getInfo({}, o))),
     );
     infos.forEach((now, i) => {
-      if (
-        now.instanceId !== this.#instanceIds[i] || Number(now.optimizerStep) !== optimizerStep ||
-        now.adapterChecksum !== checksum
-      ) {
+      if (now.instanceId !== this.#instanceIds[i]) {
         throw new ReplicaLostError(
           `${this.replicas.describe(i)} (instance ${now.instanceId.slice(0, 8)}) is at optimizer step ` +
             `${now.optimizerStep}, the run at ${optimizerStep}`,
+        );
+      }
+      if (Number(now.optimizerStep) !== optimizerStep || now.adapterChecksum !== checksum) {
+        throw new ReplicaDivergedError(
+          `${this.replicas.describe(i)} diverged: it holds adapter ${now.adapterChecksum.slice(0, 12)} at ` +
+            `optimizer step ${now.optimizerStep}, the run ${checksum.slice(0, 12)} at ${optimizerStep}`,
         );
       }
     });
@@ -144,22 +165,38 @@ export class DataParallel {
 
   /**
    * Whether `error` came from a replica restart: every replica is asked (each call waits as long as
-   * rpc.retry allows for its replica to come back) and one answering with a new instance id means yes.
+   * rpc.retry allows for its replica to come back) and one answering with a new instance id means
+   * yes. Otherwise, replicas that disagree with the majority's optimizer step and adapter are named
+   * in a ReplicaDivergedError; false leaves `error` to stand.
    */
   async restarted(error: unknown): Promise<boolean> {
     if (error instanceof ReplicaLostError) return true;
     if (error instanceof ReplicaDivergedError) return false;
+    let infos;
     try {
       await this.replicas.connect();
-      const ids = await Promise.all(
-        this.replicas.replicas.map(async (r) =>
-          (await this.services.call("get_info", (o) => r.client.getInfo({}, o))).instanceId
-        ),
+      infos = await Promise.all(
+        this.replicas.replicas.map((r) => this.services.call("get_info", (o) => r.client.getInfo({}, o))),
       );
-      return ids.length !== this.#instanceIds.length || ids.some((id, i) => id !== this.#instanceIds[i]);
     } catch {
       return false; // a replica that does not come back within rpc.retry: the original error stands
     }
+    if (
+      infos.length !== this.#instanceIds.length || infos.some((x, i) => x.instanceId !== this.#instanceIds[i])
+    ) {
+      return true;
+    }
+    const states = infos.map((x) => `${x.optimizerStep}:${x.adapterChecksum}`);
+    const bad = divergentReplicas(states);
+    if (bad.length > 0) {
+      throw new ReplicaDivergedError(
+        bad.map((i) =>
+          `${this.replicas.describe(i)} diverged (optimizer step ${infos[i].optimizerStep}, adapter ` +
+          `${infos[i].adapterChecksum.slice(0, 12)})`
+        ).join(", ") + ` after: ${(error as Error).message}`,
+      );
+    }
+    return false;
   }
 
   /** One step (see the file comment); `base` is the step's noise stream base (loop.ts). */

@@ -462,7 +462,8 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
         }
       } catch (e) {
         stepTrace.fail(e);
-        if (!isPolicyRestart(e) && !(dp && await dp.restarted(e))) throw e;
+        // Data-parallel: a restart is a replica with a new instance id (asked, not guessed from e).
+        if (!(dp ? await dp.restarted(e) : isPolicyRestart(e))) throw e;
         // Exact step accounting after a policy restart: back to the last checkpoint, replay.
         recoveries += 1;
         if (recoveries > 10) throw e;
