@@ -5,6 +5,8 @@
  *   deno task serve:policy --model-dir /models/sd15 --backend webgpu --role reference
  *
  * Every flag has an environment equivalent (POLICY_MODEL_DIR, POLICY_BACKEND, ...); see --help.
+ * The model runs in a worker thread (worker.ts, worker_core.ts) so health checks and GetInfo answer
+ * during a long UNet pass; --no-worker keeps it on the main thread.
  */
 import { PolicyService } from "../../gen/rdpo/v1/policy_pb.ts";
 import { runService, type ServiceMainOptions, startService } from "../../lib/rpc/main.ts";

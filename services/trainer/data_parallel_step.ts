@@ -214,7 +214,7 @@ export class DataParallel {
     let gradientBytes = 0;
     /** Each key's shape as the replicas send it (PEFT layout); the reduced gradient goes back in it. */
     const shapes = new Map<string, readonly number[]>();
-    const perReplica = await Promise.all(this.replicas.replicas.map((replica) => {
+    const perReplica = await settleAll(this.replicas.replicas.map((replica) => {
       const shard = shards[replica.index];
       return withSpan(SPAN_RDPO_REPLICA, {
         [ATTR_RDPO_REPLICA_INDEX]: replica.index,
@@ -287,7 +287,7 @@ export class DataParallel {
     const applied = await phaseSpan(
       "apply",
       () =>
-        Promise.all(
+        settleAll(
           this.replicas.replicas.map((r) =>
             this.services.call("train_step", (o) =>
               r.client.applyGradients({
@@ -334,6 +334,17 @@ export class DataParallel {
   close(): void {
     this.replicas.close();
   }
+}
+
+/**
+ * Promise.all that waits for every call to end before rejecting with the first failure: no call of
+ * an abandoned step may still be running when recovery reloads the replicas' adapters.
+ */
+async function settleAll<T>(calls: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(calls);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
 }
 
 /** The replicas' batches as one, in global batch order; phases are the slowest replica's. */
