@@ -39,6 +39,13 @@ export const ATTR_RDPO_STEP_INDEX = "rdpo.step_index";
 /** True when the step index is one of the configured fine-tune steps. */
 export const ATTR_RDPO_FINETUNE = "rdpo.finetune";
 export const ATTR_RDPO_METHOD = "rdpo.method";
+/** A data-parallel step's work on one policy replica (its sample, score and train spans). */
+export const SPAN_RDPO_REPLICA = "rdpo.replica";
+export const ATTR_RDPO_REPLICA_INDEX = "rdpo.replica.index";
+export const ATTR_RDPO_REPLICA_ADDRESS = "rdpo.replica.address";
+/** Global batch items [offset, offset + size) a replica samples. */
+export const ATTR_RDPO_SHARD_OFFSET = "rdpo.shard.offset";
+export const ATTR_RDPO_SHARD_SIZE = "rdpo.shard.size";
 
 // --- Reward service ---
 export const SPAN_SCORER_INFERENCE = "reward.scorer.inference";

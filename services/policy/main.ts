@@ -5,6 +5,8 @@
  *   deno task serve:policy --model-dir /models/sd15 --backend webgpu --role reference
  *
  * Every flag has an environment equivalent (POLICY_MODEL_DIR, POLICY_BACKEND, ...); see --help.
+ * The model runs in a worker thread (worker.ts, worker_core.ts) so health checks and GetInfo answer
+ * during a long UNet pass; --no-worker keeps it on the main thread.
  */
 import { PolicyService } from "../../gen/rdpo/v1/policy_pb.ts";
 import { runService, type ServiceMainOptions, startService } from "../../lib/rpc/main.ts";
@@ -14,6 +16,7 @@ import { PolicyCore } from "./core.ts";
 import { DEFAULT_LORA_TARGETS } from "./model/lora.ts";
 import { disposePipeline, loadPipeline } from "./pipeline.ts";
 import { policyService } from "./service.ts";
+import { startWorkerCore } from "./worker_core.ts";
 
 export const POLICY_FLAGS = {
   modelDir: {
@@ -76,6 +79,12 @@ export const POLICY_FLAGS = {
     min: 1,
     description: "largest number of samples in one request",
   },
+  worker: {
+    type: "bool",
+    env: ["POLICY_WORKER"],
+    default: true,
+    description: "run the model in a worker thread (health and small RPCs answer during a UNet pass)",
+  },
 } as const satisfies FlagSpecs;
 
 export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<typeof POLICY_FLAGS> {
@@ -85,10 +94,7 @@ export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<
     args,
     flags: POLICY_FLAGS,
     async setup(server, flags) {
-      const backend = await initBackend(parseBackendName(flags.backend));
-      await Deno.mkdir(flags.adapterRoot, { recursive: true });
-      const pipeline = await loadPipeline(flags.modelDir);
-      const core = new PolicyCore(pipeline, {
+      const options = {
         role: flags.role as "policy" | "reference",
         lora: {
           rank: flags.loraRank,
@@ -98,8 +104,22 @@ export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<
         },
         adapterRoot: flags.adapterRoot,
         maxBatch: flags.maxBatch,
-        backend,
-      });
+      };
+      if (flags.worker) {
+        await Deno.mkdir(flags.adapterRoot, { recursive: true });
+        const core = await startWorkerCore({
+          modelDir: flags.modelDir,
+          backend: flags.backend,
+          core: options,
+          initAdapter: flags.initAdapter,
+        });
+        server.addService(PolicyService, policyService(core));
+        return () => core.dispose();
+      }
+      const backend = await initBackend(parseBackendName(flags.backend));
+      await Deno.mkdir(flags.adapterRoot, { recursive: true });
+      const pipeline = await loadPipeline(flags.modelDir);
+      const core = new PolicyCore(pipeline, { ...options, backend });
       if (flags.initAdapter) await core.loadAdapter({ path: flags.initAdapter });
       server.addService(PolicyService, policyService(core));
       return () => {

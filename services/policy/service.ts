@@ -28,11 +28,11 @@ import {
   type ConditioningInput,
   DEFAULT_STEP,
   type HostTensor,
-  type PolicyCore,
   type Role,
   type StepOptions,
   type TransitionsInput,
 } from "./core.ts";
+import type { PolicyCoreApi } from "./worker_core.ts";
 
 /** Largest image side accepted by EncodeImages. */
 const MAX_IMAGE_SIDE = 4096;
@@ -175,8 +175,8 @@ function optionalStep(v: bigint | undefined): number | undefined {
   return v === undefined ? undefined : Number(v);
 }
 
-/** The PolicyService implementation over a core. */
-export function policyService(core: PolicyCore): ImplOf<typeof PolicyService> {
+/** The PolicyService implementation over a core (in-thread, or hosted in a worker: worker_core.ts). */
+export function policyService(core: PolicyCoreApi): ImplOf<typeof PolicyService> {
   return {
     async getInfo() {
       const i = await core.info() as Record<string, never>;

@@ -23,6 +23,7 @@ import {
   isPlainObject,
   joinPath,
   leafPaths,
+  type StringField,
   suggest,
   throwIfIssues,
   validateField,
@@ -127,7 +128,8 @@ export interface RunConfig {
     seed: number | null;
   };
   best_of_n: { num_candidates: number; estimator: "q" | "delta_q"; samples_per_prompt: number };
-  services: { policy: string; reference: string | null; reward: string };
+  /** policy: one address (one replica, today's path) or a list (data-parallel replicas, replicas.ts). */
+  services: { policy: string | string[]; reference: string | null; reward: string };
   rpc: {
     deadline_ms: { default: number } & Record<RpcName, number | null>;
     retry: RetryConfig;
@@ -145,6 +147,33 @@ const ADDRESS_PATTERN =
 const ADDRESS_DOC = `an address "host:port" (or "dns:///host:port", "unix:/path")`;
 const SCORER_PATTERN = /^[A-Za-z0-9_.-]+(?:@[A-Za-z0-9_.-]+)?$/;
 const SCORER_DOC = `a scorer name, alias or "name@version"`;
+
+/**
+ * services.policy: one address, or a list of distinct addresses (data-parallel replicas). A single
+ * "dns:///name:port" also means replicas: the name's A records (a Kubernetes headless Service).
+ */
+function policyAddressField(): CustomField {
+  const one: StringField = { kind: "string", pattern: ADDRESS_PATTERN, patternDoc: ADDRESS_DOC };
+  return {
+    kind: "custom",
+    default: "127.0.0.1:50052",
+    doc: `one address, a list of replica addresses, or "dns:///name:port" whose A records are the replicas`,
+    typeDoc: "address or list of addresses",
+    validate(value, path, issues) {
+      if (!Array.isArray(value)) return validateField(one, value, path, issues);
+      if (value.length === 0) issues.push({ path, message: "needs at least 1 address" });
+      const seen = new Set<unknown>();
+      value.forEach((v, i) => {
+        validateField(one, v, joinPath(path, i), issues);
+        if (seen.has(v)) {
+          issues.push({ path: joinPath(path, i), message: `duplicate address ${JSON.stringify(v)}` });
+        }
+        seen.add(v);
+      });
+      return value;
+    },
+  };
+}
 
 /** A list of distinct non-negative step numbers, or "all". */
 function stepListField(doc: string): CustomField {
@@ -411,12 +440,7 @@ export const SCHEMA: Field = {
     services: {
       kind: "object",
       fields: {
-        policy: {
-          kind: "string",
-          default: "127.0.0.1:50052",
-          pattern: ADDRESS_PATTERN,
-          patternDoc: ADDRESS_DOC,
-        },
+        policy: policyAddressField(),
         reference: {
           kind: "string",
           nullable: true,

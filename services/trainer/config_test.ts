@@ -290,3 +290,24 @@ Deno.test("config: the README lists every key", async () => {
   );
   assertEquals(missing, []);
 });
+
+Deno.test("config: services.policy is one address, a YAML list of replicas, or a dns:/// name", () => {
+  assertEquals(parseConfig(MIN + "services: {policy: '127.0.0.1:50052'}").services.policy, "127.0.0.1:50052");
+  assertEquals(
+    parseConfig(MIN + "services:\n  policy:\n    - policy-0.policy:50052\n    - policy-1.policy:50052\n")
+      .services.policy,
+    ["policy-0.policy:50052", "policy-1.policy:50052"],
+  );
+  assertEquals(
+    parseConfig(MIN + "services: {policy: 'dns:///policy.ns.svc.cluster.local:50052'}").services.policy,
+    "dns:///policy.ns.svc.cluster.local:50052",
+  );
+  assertEquals(messages(MIN + "services: {policy: []}"), ["services.policy: needs at least 1 address"]);
+  assertEquals(messages(MIN + "services: {policy: ['a:1', 'a:1']}"), [
+    `services.policy[1]: duplicate address "a:1"`,
+  ]);
+  assert(
+    messages(MIN + "services: {policy: ['a:1', 'nohost']}")[0].startsWith(`services.policy[1]: "nohost"`),
+  );
+  assertEquals(parseConfig(MIN).services.policy, "127.0.0.1:50052");
+});

@@ -37,6 +37,8 @@ import { buildReport } from "./report/build.ts";
 import { openRun } from "./run_dir.ts";
 import { connectServices, type TrainerServices } from "./services.ts";
 import { collectPairs, type TransitionPair } from "./trajectory.ts";
+import { DataParallel } from "./data_parallel_step.ts";
+import { isDataParallel } from "./replicas.ts";
 import { phaseSpan, StepTrace } from "../../lib/telemetry/rdpo.ts";
 
 export interface TrainOptions {
@@ -64,6 +66,8 @@ export interface TrainResult {
   /** Mean wire milliseconds per training step (RPC wall time minus server compute). */
   meanWireMs: number;
   recoveries: number;
+  /** Policy replicas of a data-parallel run (services.policy a list or DNS name); 0 for one address. */
+  replicas: number;
 }
 
 /** Where the run stands; a checkpoint stores exactly this (plus the adapter and optimizer). */
@@ -128,14 +132,15 @@ class AdapterLostError extends FailedPreconditionError {
   override name = "AdapterLostError";
 }
 
-/** One TrainStep on the collected pairs; returns the response. */
-async function trainOnPairs(
+/** One TrainStep on the collected pairs; returns the response (with `returnGradients`: unapplied). */
+export async function trainOnPairs(
   services: TrainerServices,
   config: RunConfig,
   pairs: TransitionPair[],
   latentShape: readonly number[],
   expectedOptimizerStep: number,
   requestId: string,
+  returnGradients = false,
 ) {
   const [c, h, w] = latentShape;
   const d = c * h * w;
@@ -160,6 +165,7 @@ async function trainOnPairs(
       optimizer: optimizerConfigMessage(config),
       expectedOptimizerStep: BigInt(expectedOptimizerStep),
       requestId,
+      returnGradients,
     }, o));
 }
 
@@ -216,6 +222,28 @@ function isPolicyRestart(e: unknown): boolean {
     String((e as Error).message).includes("expected_optimizer_step");
 }
 
+/**
+ * Whether a resumed run stays bit-identical to an uninterrupted one: yes when the checkpoint and
+ * this run both train data-parallel (any replica counts: sharding and reduction are defined over the
+ * global batch, data_parallel.ts), or both with one address; no across the two (one batched
+ * TrainStep sums the pairs' gradients in another float order than the per-prompt reduction).
+ */
+export function resumeNote(ckpt: LoadedCheckpoint, replicas: number): string {
+  const before = Number(
+    (ckpt.state.metrics as { data_parallel?: { replicas?: number } })?.data_parallel?.replicas ?? 0,
+  );
+  const mode = (p: number) => (p ? `data-parallel over ${p} replica(s)` : "one policy address");
+  if ((before > 0) === (replicas > 0)) {
+    return `resume: checkpoint written with ${mode(before)}, resumed with ${
+      mode(replicas)
+    }: bit-identical to an uninterrupted run`;
+  }
+  return `resume: checkpoint written with ${mode(before)}, resumed with ${
+    mode(replicas)
+  }: NOT bit-identical ` +
+    "(the gradient is summed in another order; the difference is float32 rounding)";
+}
+
 /** Runs (or resumes) a training run; see the file comment. */
 export async function train(config: RunConfig, options: TrainOptions = {}): Promise<TrainResult> {
   const run = await openRun(config, { resume: options.resume, force: options.force });
@@ -224,6 +252,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
       log(`${what}: attempt ${attempt} failed (${(error as Error).message}); retrying`),
   });
   const log = options.log ?? ((line: string) => console.error(line));
+  let dp: DataParallel | null = null;
   try {
     const info = await services.call("get_info", (o) => services.policy.getInfo({}, o));
     const latentShape = info.latentShape.map(Number);
@@ -232,6 +261,8 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
         `lora.rank: the policy serves rank ${info.loraRank}, the config asks for ${config.lora.rank} (start it with --lora-rank ${config.lora.rank})`,
       );
     }
+    // Several policy replicas: sharded sampling, reduced gradients, one update on all (issue 18).
+    if (isDataParallel(config.services.policy)) dp = await DataParallel.open(config, services);
     const prompts = await loadPromptSets(config.prompts);
     const total = totalSteps(config, prompts.train.length);
     const reporter = new ProgressReporter({ total, mode: options.progress ?? config.progress });
@@ -241,7 +272,9 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
     // Where the run starts: the checkpoint openRun found, or step 0 with a fresh adapter.
     let instanceId = info.instanceId;
     let ckpt = run.checkpoint;
-    let expectedChecksum = await restoreAdapter(services, config, ckpt);
+    const restoreAll = () =>
+      dp ? dp.restore((s) => restoreAdapter(s, config, ckpt)) : restoreAdapter(services, config, ckpt);
+    let expectedChecksum = await restoreAll();
     const start = (c: LoadedCheckpoint | null): RunPosition => ({
       step: c?.state.step ?? 0,
       cursor: c?.state.prompt_cursor ?? { epoch: 0, index: 0 },
@@ -258,8 +291,9 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
     let batcher = batcherAt(pos.cursor);
     say(
       `run ${run.paths.root}: ${config.method}, ${total} steps, ${prompts.train.length} train / ${evalPrompts.length} eval prompts` +
-        (ckpt ? `, resumed at step ${pos.step}` : ""),
+        (ckpt ? `, resumed at step ${pos.step}` : "") + (dp ? `, ${dp.size} policy replicas` : ""),
     );
+    if (ckpt) say(resumeNote(ckpt, dp?.size ?? 0));
 
     const evalCtx = { config, services };
     const evaluate = async (step: number, models: ("base" | "policy")[]) => {
@@ -292,22 +326,37 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
       const stepTrace = new StepTrace(pos.step + 1, config.method);
       try {
         // A restarted policy lost its adapter: put the last checkpoint back and replay from there.
-        const now = await stepTrace.run(() =>
-          services.call("get_info", (o) => services.policy.getInfo({}, o))
-        );
-        if (
-          now.instanceId !== instanceId || Number(now.optimizerStep) !== pos.optimizerStep ||
-          now.adapterChecksum !== expectedChecksum
+        const now = dp
+          ? null
+          : await stepTrace.run(() => services.call("get_info", (o) => services.policy.getInfo({}, o)));
+        if (dp) await stepTrace.run(() => dp!.check(pos.optimizerStep, expectedChecksum));
+        else if (
+          now && (now.instanceId !== instanceId || Number(now.optimizerStep) !== pos.optimizerStep ||
+            now.adapterChecksum !== expectedChecksum)
         ) {
           throw new AdapterLostError(
-            `the policy (instance ${
-              now.instanceId.slice(0, 8)
-            }) is at optimizer step ${now.optimizerStep}, the run at ${pos.optimizerStep}`,
+            `the policy (instance ${now!.instanceId.slice(0, 8)}) is at optimizer step ${
+              now!.optimizerStep
+            }, the run at ${pos.optimizerStep}`,
           );
         }
         const batch = batcher.next();
         stepTrace.setPromptBatch(batch.prompts.length);
-        const collected = await stepTrace.run(() =>
+        const requestId = `${run.configHash.slice(0, 12)}-step-${pos.step}`;
+        const parallel = dp
+          ? await stepTrace.run(() =>
+            dp!.step(
+              { latentShape, step, trainOnPairs },
+              batch.prompts,
+              seed,
+              BigInt(pos.step) << 32n,
+              pos.step,
+              pos.optimizerStep,
+              requestId,
+            )
+          )
+          : null;
+        const collected = parallel?.collected ?? await stepTrace.run(() =>
           collectPairs(
             { config, services, latentShape, step },
             batch.prompts,
@@ -316,8 +365,20 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           )
         );
         const phases = collected.phases;
-        let trained: Awaited<ReturnType<typeof trainOnPairs>> | null = null;
-        if (collected.pairs.length > 0) {
+        let trained:
+          | Pick<
+            Awaited<ReturnType<typeof trainOnPairs>>,
+            | "loss"
+            | "meanLogRatioWinner"
+            | "meanLogRatioLoser"
+            | "accuracy"
+            | "gradNorm"
+            | "optimizerStep"
+            | "adapterChecksum"
+          >
+          | null = parallel?.trained ?? null;
+        if (trained) expectedChecksum = trained.adapterChecksum;
+        if (!parallel && collected.pairs.length > 0) {
           const t1 = performance.now();
           trained = await stepTrace.run(() =>
             phaseSpan("train", () =>
@@ -327,7 +388,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
                 collected.pairs,
                 latentShape,
                 pos.optimizerStep,
-                `${run.configHash.slice(0, 12)}-step-${pos.step}`,
+                requestId,
               ))
           );
           phases.train = performance.now() - t1;
@@ -357,6 +418,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           phases,
           grad_norm: trained?.gradNorm,
           optimizer_step: pos.optimizerStep,
+          ...(parallel ? { gradient_bytes: parallel.gradientBytes } : {}),
         };
         wireTotal += clock.wireMs;
         wireSteps += 1;
@@ -381,7 +443,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
               run.paths.root,
               run.configHash,
               pos,
-              { last: record },
+              { last: record, ...(dp ? { data_parallel: { replicas: dp.size } } : {}) },
               expectedChecksum,
             )
           );
@@ -400,12 +462,13 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
         }
       } catch (e) {
         stepTrace.fail(e);
-        if (!isPolicyRestart(e)) throw e;
+        // Data-parallel: a restart is a replica with a new instance id (asked, not guessed from e).
+        if (!(dp ? await dp.restarted(e) : isPolicyRestart(e))) throw e;
         // Exact step accounting after a policy restart: back to the last checkpoint, replay.
         recoveries += 1;
         if (recoveries > 10) throw e;
         ckpt = await loadLatestCheckpoint(run.paths.root, { configHash: run.configHash });
-        expectedChecksum = await restoreAdapter(services, config, ckpt);
+        expectedChecksum = await restoreAll();
         instanceId = (await services.call("get_info", (o) => services.policy.getInfo({}, o))).instanceId;
         const from = pos.step;
         pos = start(ckpt);
@@ -452,8 +515,10 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
       reportPath,
       meanWireMs: wireSteps ? wireTotal / wireSteps : 0,
       recoveries,
+      replicas: dp?.size ?? 0,
     };
   } finally {
+    dp?.close();
     services.close();
   }
 }

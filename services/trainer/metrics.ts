@@ -34,6 +34,8 @@ export interface StepMetrics {
   phases: Record<string, number>;
   grad_norm?: number;
   optimizer_step?: number;
+  /** Data-parallel runs: gradient bytes on the wire this step (per-prompt in, reduced out). */
+  gradient_bytes?: number;
 }
 
 /** Mean/std of one scorer over an evaluation's samples. */

@@ -11,6 +11,7 @@ import { type ClientOf, createClient } from "../../lib/rpc/client.ts";
 import { SERVER_TIME_TRAILER } from "../../lib/rpc/server.ts";
 import { clientTelemetry } from "../../lib/telemetry/grpc.ts";
 import { deadlineMs, type RpcName, type RunConfig } from "./config.ts";
+import { rewardChannelOptions } from "./replicas.ts";
 import { retryPolicyFromConfig, withRetry } from "./retry.ts";
 
 export type PolicyClient = ClientOf<typeof PolicyService>;
@@ -67,8 +68,14 @@ export function connectServices(
     // A CLIENT span per call, its traceparent in the metadata (the step span is its parent).
     onCall: [clientTelemetry()],
   };
-  const policy = createClient(PolicyService, config.services.policy, clientOptions);
-  const reward = createClient(RewardService, config.services.reward, clientOptions);
+  // With several replicas (replicas.ts) this client talks to the first (evaluation, GetInfo); their
+  // adapters are kept identical.
+  const p = config.services.policy;
+  const policy = createClient(PolicyService, Array.isArray(p) ? p[0] : p, clientOptions);
+  const reward = createClient(RewardService, config.services.reward, {
+    ...clientOptions,
+    grpcOptions: rewardChannelOptions(config.services.reward),
+  });
   const clock = new CallClock();
   const policyRetry = retryPolicyFromConfig(config.rpc.retry);
   return {

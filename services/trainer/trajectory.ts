@@ -13,7 +13,9 @@
  *
  * Noise streams (lib/rdpo/rng.ts): x_T of item b is stream base + b, block 0; step i's candidates
  * use streams base + b*K + k, block i + 1. `base` is unique per training step, so every step's
- * samples are a pure function of (seed, step).
+ * samples are a pure function of (seed, step). A data-parallel shard (data_parallel.ts) holds items
+ * [offset, offset + b) of the global batch and draws exactly their global streams and choice keys,
+ * so an item's trajectory is the same whichever replica samples it (shared_parent only).
  */
 import { type Image, type Tensor } from "../../gen/rdpo/v1/tensor_pb.ts";
 import type { StepConfig } from "../../gen/rdpo/v1/policy_pb.ts";
@@ -35,6 +37,8 @@ export interface TransitionPair {
   loserNext: Float32Array;
   /** Step-reward gap, winner minus loser. */
   margin: number;
+  /** Index of the pair's prompt in the step's global batch (the data-parallel gradient unit). */
+  item?: number;
 }
 
 export interface CollectedBatch {
@@ -104,16 +108,25 @@ function stack(parts: Float32Array[], d: number): Float32Array {
   return out;
 }
 
-/** Samples one prompt batch and collects its pairs (see the file comment). */
+/** Where a shard's items sit in the step's global batch (data-parallel sampling). */
+export interface BatchShard {
+  offset: number;
+  globalBatch: number;
+}
+
+/** Samples one prompt batch (or a shard of one) and collects its pairs (see the file comment). */
 export async function collectPairs(
   ctx: TrajectoryContext,
   prompts: string[],
   seed: bigint,
   base: bigint,
+  shard?: BatchShard,
 ): Promise<CollectedBatch> {
-  return ctx.config.preference.pairing === "independent"
-    ? await collectIndependent(ctx, prompts, seed, base)
-    : await collectSharedParent(ctx, prompts, seed, base);
+  if (ctx.config.preference.pairing === "independent") {
+    if (shard) throw new Error("collectPairs: shards need preference.pairing shared_parent");
+    return await collectIndependent(ctx, prompts, seed, base);
+  }
+  return await collectSharedParent(ctx, prompts, seed, base, shard);
 }
 
 async function collectSharedParent(
@@ -121,6 +134,7 @@ async function collectSharedParent(
   prompts: string[],
   seed: bigint,
   base: bigint,
+  shard: BatchShard = { offset: 0, globalBatch: prompts.length },
 ): Promise<CollectedBatch> {
   const { config, services } = ctx;
   const [c, h, w] = ctx.latentShape;
@@ -134,7 +148,8 @@ async function collectSharedParent(
   const pairs: TransitionPair[] = [];
   let skippedTies = 0;
 
-  let x = initialLatentsNoise({ seed, stream: base }, b, d);
+  const offset = shard.offset;
+  let x = initialLatentsNoise({ seed, stream: base + BigInt(offset) }, b, d);
   let parentEps: Float32Array | null = null;
   let qParent: number[] | null = null;
   let finalImages: Image[] = [];
@@ -154,7 +169,8 @@ async function collectSharedParent(
             stepIndex: i,
             step: ctx.step,
             numCandidates: k,
-            noise: { seed, stream: base },
+            // Item j's candidate streams are base + (offset + j) * k + kk, as in the global batch.
+            noise: { seed, stream: base + BigInt(offset * k) },
             parentNoisePred: parentEps ? encodeTensor(parentEps, [b, c, h, w]) : undefined,
             predictCandidateNoise: needQ && !last,
             decodeCandidates: needQ || last,
@@ -182,7 +198,7 @@ async function collectSharedParent(
           minMargin: config.preference.min_margin,
           continueFrom: config.preference.continue_from,
           // Streams from base + 2^31 on are never noise streams (those are base + b*K + k).
-          choiceKey: { seed, stream: base + (1n << 31n) + BigInt(i * b + j) },
+          choiceKey: { seed, stream: base + (1n << 31n) + BigInt(i * shard.globalBatch + offset + j) },
         });
         chosen[j] = sel.next;
         if (sel.skipped) skippedTies++;
@@ -196,6 +212,7 @@ async function collectSharedParent(
             loserParent: parent.slice(),
             loserNext: cands[j * k + sel.loser].slice(),
             margin: sel.margin,
+            item: offset + j,
           });
         }
       }
