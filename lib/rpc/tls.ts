@@ -114,19 +114,20 @@ export class ReloadingCertificateProvider implements CertificateProvider {
   static open(files: TlsFiles, options: TlsReloadOptions = {}): ReloadingCertificateProvider {
     const paths = [files.certFile, files.keyFile, files.caFile].filter((f): f is string => f !== undefined);
     const log = options.log ?? ((m: string) => console.error(m));
-    let provider: ReloadingCertificateProvider | undefined;
+    // The reload callback needs the provider, which needs the first load: filled in below.
+    const made: { provider?: ReloadingCertificateProvider } = {};
     const source = followFiles({
       files: paths,
       load: () => loadMaterial(files),
       intervalMs: options.reloadIntervalMs,
       onReload: () => {
         log(`tls: reloaded ${paths.join(", ")}`);
-        if (provider) provider.#publish();
+        made.provider?.publish();
       },
       onError: (e) => log(`tls: reload failed, keeping the previous certificate: ${(e as Error).message}`),
     });
-    provider = new ReloadingCertificateProvider(source);
-    return provider;
+    made.provider = new ReloadingCertificateProvider(source);
+    return made.provider;
   }
 
   /** Successful reloads since open. */
@@ -143,7 +144,8 @@ export class ReloadingCertificateProvider implements CertificateProvider {
     this.#source.close();
   }
 
-  #publish(): void {
+  /** Sends the current material to every listener. */
+  publish(): void {
     const { identity, ca } = this.#source.current;
     for (const l of this.#identityListeners) l(identity);
     for (const l of this.#caListeners) l(ca && { caCertificate: ca });
