@@ -112,6 +112,7 @@ function recordingImpl(service: DescService, reached: string[]): Record<string, 
     impl[m.localName] = m.methodKind === "server_streaming"
       ? async function* () {
         record();
+        yield {};
       }
       : () => (record(), {});
   }
