@@ -130,6 +130,11 @@ export class ReloadingCertificateProvider implements CertificateProvider {
     return made.provider;
   }
 
+  /** The current (last good) material. */
+  get material(): Readonly<Material> {
+    return this.#source.current;
+  }
+
   /** Successful reloads since open. */
   get reloads(): number {
     return this.#source.reloads;
@@ -232,11 +237,74 @@ export function clientTls(files: ClientTlsFiles, options: TlsReloadOptions = {})
     throw new TlsConfigError("a client certificate needs the CA of the server (set the CA file too)");
   }
   const provider = ReloadingCertificateProvider.open(files, options);
-  const credentials = grpc.experimental.createCertificateProviderChannelCredentials(
-    provider,
-    files.certFile !== undefined ? provider : null,
-  );
-  return { credentials, channelOptions, close: () => provider.close() };
+  return {
+    credentials: new RotatingChannelCredentials(provider),
+    channelOptions,
+    close: () => provider.close(),
+  };
+}
+
+/**
+ * Channel credentials that take the provider's current material on every new connection, so a
+ * rotated CA or client certificate is used from the next reconnect on.
+ *
+ * Why not grpc-js' createCertificateProviderChannelCredentials: its connector removes its socket
+ * `error` listener once the TLS handshake completes, and under TLS 1.3 a server that refuses the
+ * client certificate sends its alert after that point; in Deno the alert then surfaces as an
+ * uncaught error and kills the client process (seen here with a client lacking a certificate).
+ * createSsl's connector keeps a listener for the socket's lifetime, so each connection is made by
+ * a createSsl connector built from the current material.
+ */
+class RotatingChannelCredentials extends grpc.ChannelCredentials {
+  readonly #provider: ReloadingCertificateProvider;
+  #built: { reloads: number; credentials: grpc.ChannelCredentials } | undefined;
+
+  constructor(provider: ReloadingCertificateProvider) {
+    super();
+    this.#provider = provider;
+  }
+
+  #current(): grpc.ChannelCredentials {
+    const reloads = this.#provider.reloads;
+    if (this.#built?.reloads !== reloads) {
+      const { ca, identity } = this.#provider.material;
+      this.#built = {
+        reloads,
+        credentials: grpc.credentials.createSsl(
+          ca,
+          identity?.privateKey ?? null,
+          identity?.certificate ?? null,
+        ),
+      };
+    }
+    return this.#built.credentials;
+  }
+
+  override _isSecure(): boolean {
+    return true;
+  }
+
+  override _equals(other: grpc.ChannelCredentials): boolean {
+    return other === this;
+  }
+
+  override _createSecureConnector(
+    target: grpc.experimental.GrpcUri,
+    options: grpc.ChannelOptions,
+    callCredentials?: grpc.CallCredentials,
+  ): grpc.experimental.SecureConnector {
+    let inner: grpc.experimental.SecureConnector | undefined;
+    return {
+      connect: (socket) => {
+        inner?.destroy();
+        inner = this.#current()._createSecureConnector(target, options, callCredentials);
+        return inner.connect(socket);
+      },
+      waitForReady: () => Promise.resolve(),
+      getCallCredentials: () => callCredentials ?? grpc.credentials.createEmpty(),
+      destroy: () => inner?.destroy(),
+    };
+  }
 }
 
 /** True for targets whose host is an IP literal (Deno cannot use it as the TLS server name). */

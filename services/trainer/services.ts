@@ -8,6 +8,7 @@ import type { Metadata } from "@grpc/grpc-js";
 import { PolicyService } from "../../gen/rdpo/v1/policy_pb.ts";
 import { RewardService } from "../../gen/rdpo/v1/reward_pb.ts";
 import { type ClientOf, createClient } from "../../lib/rpc/client.ts";
+import { clientSecurityFromEnv, openClientSecurity, withSecurity } from "../../lib/rpc/client_security.ts";
 import { SERVER_TIME_TRAILER } from "../../lib/rpc/server.ts";
 import { clientTelemetry } from "../../lib/telemetry/grpc.ts";
 import { deadlineMs, type RpcName, type RunConfig } from "./config.ts";
@@ -67,8 +68,19 @@ export function connectServices(
     // A CLIENT span per call, its traceparent in the metadata (the step span is its parent).
     onCall: [clientTelemetry()],
   };
-  const policy = createClient(PolicyService, config.services.policy, clientOptions);
-  const reward = createClient(RewardService, config.services.reward, clientOptions);
+  // TLS and bearer tokens from RDPO_[POLICY_|REWARD_]CLIENT_* (lib/rpc/client_security.ts).
+  const policySecurity = openClientSecurity(clientSecurityFromEnv("POLICY"), config.services.policy);
+  const rewardSecurity = openClientSecurity(clientSecurityFromEnv("REWARD"), config.services.reward);
+  const policy = createClient(
+    PolicyService,
+    config.services.policy,
+    withSecurity(clientOptions, policySecurity),
+  );
+  const reward = createClient(
+    RewardService,
+    config.services.reward,
+    withSecurity(clientOptions, rewardSecurity),
+  );
   const clock = new CallClock();
   const policyRetry = retryPolicyFromConfig(config.rpc.retry);
   return {
@@ -107,6 +119,8 @@ export function connectServices(
     close() {
       policy.close();
       reward.close();
+      policySecurity.close();
+      rewardSecurity.close();
     },
   };
 }
