@@ -14,6 +14,7 @@ export class FaultProxy {
   readonly #target: { hostname: string; port: number };
   readonly #open = new Set<() => void>();
   #cutsArmed = 0;
+  #cutAfterRequestBytes = Infinity;
   #slowUntil = 0;
   #slowMs = 0;
   /** Connections cut so far. */
@@ -47,6 +48,15 @@ export class FaultProxy {
    */
   cutOnNextResponse(count = 1): void {
     this.#cutsArmed += count;
+  }
+
+  /**
+   * Arms one cut of the answer to the next request of at least `bytes` (counted from the client's
+   * bytes since the server last answered): the server receives and runs that call, its answer is
+   * lost. Aimed at one large RPC (e.g. TrainStep) among small ones.
+   */
+  cutAnswerToRequestOver(bytes: number): void {
+    this.#cutAfterRequestBytes = bytes;
   }
 
   /** For the next `windowMs`, delays every server->client chunk by `delayMs`. */
@@ -96,13 +106,22 @@ export class FaultProxy {
       }
     };
     this.#open.add(close);
+    // Client bytes since the server last answered: the size of the request(s) being answered.
+    let requestBytes = 0;
     const pump = async (from: Deno.Conn, to: Deno.Conn, response: boolean) => {
       const buffer = new Uint8Array(64 * 1024);
       try {
         for (;;) {
           const n = await from.read(buffer);
           if (n === null) break;
+          if (!response) requestBytes += n;
           if (response) {
+            if (requestBytes >= this.#cutAfterRequestBytes) {
+              this.#cutAfterRequestBytes = Infinity;
+              this.cuts++;
+              break;
+            }
+            requestBytes = 0;
             if (this.#cutsArmed > 0) {
               this.#cutsArmed--;
               this.cuts++;
