@@ -144,12 +144,13 @@ Deno.test("auth: end to end, every mutating RPC refuses an anonymous caller and 
   const file = `${dir}/tokens.yaml`;
   Deno.writeTextFileSync(file, TABLE_YAML);
   const reached: string[] = [];
+  const logged: string[] = [];
   const running = await startService({
     name: "authz",
     args: ["--port", "0", "--auth-tokens-file", file],
     env: () => undefined,
     telemetry: false,
-    log: () => {},
+    log: (m) => logged.push(m),
     setup(server) {
       for (const s of SERVICES) server.addService(s as never, recordingImpl(s, reached) as never);
     },
@@ -186,6 +187,7 @@ Deno.test("auth: end to end, every mutating RPC refuses an anonymous caller and 
       }
       (client.close as () => void)();
     }
+    assertEquals(logged, ["security: plaintext, 3 token(s)"]);
   } finally {
     await running.stop();
     Deno.removeSync(dir, { recursive: true });
