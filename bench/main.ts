@@ -2,18 +2,19 @@
  * `deno task bench`: every benchmark of the project, each printed as a Markdown table.
  *
  *   deno task bench                      all sections
- *   deno task bench --only wire,model    some: wire, model, scorers, reward
+ *   deno task bench --only wire,model    some: wire, model, scorers, reward, security
  *
  * Sections: gRPC wire cost of SD1.5-shaped payloads vs in-process (bench/wire_bench.ts); UNet forward
  * GFLOP/s and LoRA train step per tfjs backend (services/policy/model/bench.ts); scorer throughput vs
  * raw ONNX Runtime on the fixture CLIP (services/reward/scorers/bench.ts, needs ../shared); the reward
- * service vs direct scorer calls and batched vs batch-1 under 32 clients (services/reward/bench.ts).
+ * service vs direct scorer calls and batched vs batch-1 under 32 clients (services/reward/bench.ts);
+ * plaintext vs TLS vs mutual TLS (+ token) per new channel and per call (bench/security_bench.ts).
  * Timings depend on the machine and its load: the tables are measurements, not assertions.
  */
 import { parseFlags } from "../lib/rpc/flags.ts";
 import { formatWireBench, runWireBench } from "./wire_bench.ts";
 
-const SECTIONS = ["wire", "model", "scorers", "reward"] as const;
+const SECTIONS = ["wire", "model", "scorers", "reward", "security"] as const;
 const { values } = parseFlags(Deno.args, {
   only: {
     type: "string",
@@ -55,4 +56,9 @@ if (only.has("reward")) {
   console.log("## Reward service: gRPC vs direct, batched vs batch-1 (32 clients)\n");
   const { model, rows } = await runRewardBench({ rounds: 3 });
   console.log(formatRewardBench(model, rows) + "\n");
+}
+if (only.has("security")) {
+  const { formatSecurityBench, runSecurityBench } = await import("./security_bench.ts");
+  console.log("## Transport security and tokens: handshake and per-call cost (loopback)\n");
+  console.log(formatSecurityBench(await runSecurityBench()) + "\n");
 }
