@@ -66,6 +66,16 @@ Deno.test({
         const e = await rpcFailure(() => plain.check({}, { timeoutMs: 3000 }));
         plain.close();
         assert(e.code === Code.UNAVAILABLE || e.code === Code.DEADLINE_EXCEEDED, `plaintext got ${e.code}`);
+        // Garbage instead of a ClientHello, and a connection dropped mid-handshake: the server lives on.
+        const port = Number(s.address.split(":").pop());
+        for (
+          const bytes of [new Uint8Array(4096).fill(0x16), new Uint8Array([0x16, 0x03, 0x01, 0x02, 0x00])]
+        ) {
+          const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+          await conn.write(bytes).catch(() => 0);
+          conn.close();
+        }
+        assertEquals(await check(s.address, { caFile: pki.caCert }), "SERVING");
       } finally {
         s.close();
       }
