@@ -145,3 +145,51 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "tls: a client follows a rotated CA file from its next connection on",
+  ignore: !!skip,
+  async fn() {
+    const dir = Deno.makeTempDirSync({ prefix: "rdpo-client-rotate-" });
+    try {
+      const pki = makeTestPki(dir, "a");
+      const next = makeTestPki(dir, "b", "next-ca");
+      const caFile = `${dir}/trusted-ca.crt`;
+      replaceFile(pki.caCert, caFile);
+      const s = await serve(pki, false);
+      const security = openClientSecurity(
+        { caFile, serverName: "localhost", reloadIntervalMs: 20 },
+        s.address,
+      );
+      const once = async () => {
+        const client = createClient(Health, s.address, withSecurity({}, security));
+        try {
+          return Serving[(await client.check({}, { timeoutMs: 3000 })).status];
+        } catch (e) {
+          return `failed: ${(e as Error).message}`;
+        } finally {
+          client.close();
+        }
+      };
+      try {
+        assertEquals(await once(), "SERVING");
+        replaceFile(next.serverKey, pki.serverKey);
+        replaceFile(next.serverCert, pki.serverCert);
+        s.tls.provider.reload();
+        assertMatch(await once(), /^failed: /);
+        replaceFile(next.caCert, caFile);
+        let status = "";
+        for (let i = 0; i < 100 && status !== "SERVING"; i++) {
+          await new Promise((r) => setTimeout(r, 30));
+          status = await once();
+        }
+        assertEquals(status, "SERVING");
+      } finally {
+        security.close();
+        s.close();
+      }
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
