@@ -219,7 +219,7 @@ Deno.test({
 Deno.test({
   name: "secure peers: a non-loopback bind with neither TLS nor tokens refuses to start and says why",
   async fn() {
-    const out = await new Deno.Command(Deno.execPath(), {
+    const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
         "-A",
@@ -230,7 +230,11 @@ Deno.test({
       stdout: "piped",
       stderr: "piped",
       env: { RDPO_INSECURE: "", REWARD_INSECURE: "" },
-    }).output();
+    }).spawn();
+    // Should the guard fail, the service would listen: end it rather than wait forever.
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    const out = await child.output();
+    clearTimeout(timer);
     const stderr = new TextDecoder().decode(out.stderr);
     assertEquals(out.code, 2, stderr);
     assert(/refusing to serve a non-loopback address/.test(stderr) && stderr.includes("--insecure"), stderr);
