@@ -2,19 +2,20 @@
  * `deno task bench`: every benchmark of the project, each printed as a Markdown table.
  *
  *   deno task bench                      all sections
- *   deno task bench --only wire,model    some: wire, model, scorers, reward, dp
+ *   deno task bench --only wire,model    some: wire, model, scorers, reward, dp, security
  *
  * Sections: gRPC wire cost of SD1.5-shaped payloads vs in-process (bench/wire_bench.ts); UNet forward
  * GFLOP/s and LoRA train step per tfjs backend (services/policy/model/bench.ts); scorer throughput vs
  * raw ONNX Runtime on the fixture CLIP (services/reward/scorers/bench.ts, needs ../shared); the reward
  * service vs direct scorer calls and batched vs batch-1 under 32 clients (services/reward/bench.ts);
  * data-parallel RDPO steps with 1-3 policy processes on loopback (bench/dp_bench.ts).
+ * and plaintext vs TLS vs mutual TLS (+ token) per new channel and per call (bench/security_bench.ts).
  * Timings depend on the machine and its load: the tables are measurements, not assertions.
  */
 import { parseFlags } from "../lib/rpc/flags.ts";
 import { formatWireBench, runWireBench } from "./wire_bench.ts";
 
-const SECTIONS = ["wire", "model", "scorers", "reward", "dp"] as const;
+const SECTIONS = ["wire", "model", "scorers", "reward", "dp", "security"] as const;
 const { values } = parseFlags(Deno.args, {
   only: {
     type: "string",
@@ -61,4 +62,9 @@ if (only.has("dp")) {
   const { formatDpBench, runDpBench } = await import("./dp_bench.ts");
   console.log("## Data-parallel RDPO: policy replicas on loopback (tiny model, 6 prompts per step)\n");
   console.log(formatDpBench(await runDpBench()) + "\n");
+}
+if (only.has("security")) {
+  const { formatSecurityBench, runSecurityBench } = await import("./security_bench.ts");
+  console.log("## Transport security and tokens: handshake and per-call cost (loopback)\n");
+  console.log(formatSecurityBench(await runSecurityBench()) + "\n");
 }

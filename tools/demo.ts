@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { Health } from "../gen/grpc/health/v1/health_pb.ts";
 import { ServiceProcess } from "../lib/process/service_process.ts";
 import { createClient } from "../lib/rpc/client.ts";
+import { clientSecurityFromEnv, openClientSecurity, withSecurity } from "../lib/rpc/client_security.ts";
 import { initBackend } from "../lib/tensor/backend.ts";
 import { repoRoot } from "../lib/testing/fixtures.ts";
 import { writeTinyModel } from "../services/policy/testing/tiny_model.ts";
@@ -116,9 +117,12 @@ try {
       ["policy", policy, "rdpo.v1.PolicyService"],
     ] as const
   ) {
-    const health = createClient(Health, svc.address);
+    // The services inherit RDPO_TLS_* / RDPO_AUTH_* from this process; the clients RDPO_CLIENT_*.
+    const security = openClientSecurity(clientSecurityFromEnv(), svc.address);
+    const health = createClient(Health, svc.address, withSecurity({}, security));
     const status = (await health.check({ service }, { timeoutMs: 10_000 })).status;
     health.close();
+    security.close();
     say(`  ${name.padEnd(6)} ${svc.address}  health ${status === 1 ? "SERVING" : `status ${status}`}`);
   }
 

@@ -6,19 +6,25 @@
  *   deno run -A tools/healthcheck.ts 127.0.0.1:50051 [rdpo.v1.RewardService] [--timeout-ms 3000]
  *
  * The container image runs it as `entrypoint.sh healthcheck ADDRESS` (deploy/docker/README.md).
+ * Against a TLS server set RDPO_CLIENT_TLS_CA (and the client certificate under mTLS), see
+ * lib/rpc/client_security.ts.
  */
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../gen/grpc/health/v1/health_pb.ts";
 import { createClient } from "../lib/rpc/client.ts";
+import { clientSecurityFromEnv, openClientSecurity, withSecurity } from "../lib/rpc/client_security.ts";
 import { FlagError, parseFlags } from "../lib/rpc/flags.ts";
 
 /** Checks `service` on `address`; resolves to the serving status's name (e.g. "SERVING"). */
 export async function checkHealth(address: string, service = "", timeoutMs = 3000): Promise<string> {
-  const client = createClient(Health, address);
+  // A TLS server needs a TLS probe: RDPO_CLIENT_TLS* as for every client (SECURITY.md).
+  const security = openClientSecurity(clientSecurityFromEnv(), address);
+  const client = createClient(Health, address, withSecurity({}, security));
   try {
     const response = await client.check({ service }, { timeoutMs });
     return Serving[response.status] ?? `status ${response.status}`;
   } finally {
     client.close();
+    security.close();
   }
 }
 

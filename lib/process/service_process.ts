@@ -77,6 +77,16 @@ export class ServiceProcess {
     this.#child = null;
   }
 
+  /** Sends `signal` (e.g. SIGHUP: reload certificates and tokens) to the running process. */
+  signal(signal: Deno.Signal): void {
+    this.#child?.kill(signal);
+  }
+
+  /** What the process wrote to stderr (resolves once it exited). */
+  get stderr(): Promise<string> {
+    return this.#stderr;
+  }
+
   /** Graceful stop (SIGTERM); returns the exit code. */
   async stop(): Promise<number> {
     if (!this.#child) return 0;

@@ -33,6 +33,8 @@ export interface ClientOptions {
   flowControlWindowBytes?: number;
   /** Extra grpc-js channel options (e.g. a service config for round_robin). */
   grpcOptions?: grpc.ChannelOptions;
+  /** Transport credentials (default plaintext); TLS ones from client_security.ts / tls.ts. */
+  credentials?: grpc.ChannelCredentials;
 }
 
 export interface CallOptions {
@@ -135,7 +137,7 @@ function settle(
 
 /**
  * A client for `service` at `address` ("host:port", or any grpc-js target such as
- * "dns:///policy:50051"). Plaintext (the services run inside one trust domain).
+ * "dns:///policy:50051"). Plaintext unless `options.credentials` says otherwise.
  */
 export function createClient<S extends GenServiceMethods>(
   service: GenService<S>,
@@ -143,7 +145,7 @@ export function createClient<S extends GenServiceMethods>(
   options: ClientOptions = {},
 ): Client<S> {
   const desc = service as unknown as DescService;
-  const channel = new grpc.Client(address, grpc.credentials.createInsecure(), {
+  const channel = new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure(), {
     "grpc.max_receive_message_length": options.maxReceiveMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": options.maxSendMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     ...(options.flowControlWindowBytes === 0

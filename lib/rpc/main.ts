@@ -24,6 +24,8 @@ import {
   type RpcServer,
   type ShutdownResult,
 } from "./server.ts";
+import type { TokenEntry } from "./auth.ts";
+import { openServerSecurity, securityFlags } from "./security.ts";
 import type { CallMiddleware } from "./types.ts";
 import { PROBE_SERVICES, serverTelemetry } from "../telemetry/grpc.ts";
 import { type MetricsServer, startMetricsServer } from "../telemetry/metrics_server.ts";
@@ -68,6 +70,7 @@ export function commonFlags(prefix: string, defaultPort: number) {
       max: 65535,
       description: "port of the Prometheus /metrics endpoint (on --host); 0: no endpoint",
     },
+    ...securityFlags(prefix),
   } as const satisfies FlagSpecs;
 }
 
@@ -88,6 +91,10 @@ export interface ServiceMainOptions<F extends FlagSpecs> {
   onCall?: CallMiddleware[];
   /** Install the OpenTelemetry server middleware (default true). */
   telemetry?: boolean;
+  /** Tokens accepted besides --auth-tokens-file's (the reward service's --admin-token). */
+  extraTokens?: (flags: FlagValues<Common & F>) => TokenEntry[];
+  /** Where security notes (reloads, the startup summary) go; default stderr. */
+  log?: (message: string) => void;
   /**
    * Registers the services (and loads models). May return a cleanup run after the drain. Health
    * stays NOT_SERVING until it resolves.
@@ -119,23 +126,39 @@ export async function startService<F extends FlagSpecs = Record<never, FlagSpec>
   const { values, positionals } = parseFlags(options.args ?? Deno.args, specs, options.env);
   const flags = values as FlagValues<Common & F>;
   const common = values as unknown as FlagValues<Common>;
+  const log = options.log ?? ((m: string) => console.error(`${options.name}: ${m}`));
+  const security = openServerSecurity(common, common.host, {
+    extraTokens: options.extraTokens?.(flags),
+    log,
+  });
   const server = createServer({
     maxReceiveMessageBytes: common.maxMessageBytes,
     maxSendMessageBytes: common.maxMessageBytes,
     onCall: [
       ...(options.telemetry ?? true ? [serverTelemetry({ skipSpansFor: PROBE_SERVICES })] : []),
+      // Authorization before the service's own middleware, so a refused call costs nothing more.
+      ...(security.middleware ? [security.middleware] : []),
       ...(options.onCall ?? []),
     ],
   });
   server.health.setStatus("", Serving.NOT_SERVING);
-  const cleanup = await options.setup(server, flags, positionals);
-  const address = await server.listen(common.host, common.port);
+  let cleanup: Awaited<ReturnType<typeof options.setup>>;
+  let address: BoundAddress;
+  try {
+    cleanup = await options.setup(server, flags, positionals);
+    address = await server.listen(common.host, common.port, security.credentials);
+  } catch (e) {
+    security.close();
+    throw e;
+  }
+  log(`security: ${security.summary}`);
   let metrics: MetricsServer | undefined;
   if (common.metricsPort > 0) {
     try {
       metrics = await startMetricsServer({ hostname: common.host, port: common.metricsPort });
     } catch (e) {
       server.forceShutdown();
+      security.close();
       throw e;
     }
     console.error(`${options.name}: metrics on ${metrics.url}`);
@@ -151,6 +174,7 @@ export async function startService<F extends FlagSpecs = Record<never, FlagSpec>
       stopping ??= (async () => {
         const result = await server.shutdown(common.drainTimeoutMs);
         await metrics?.close();
+        security.close();
         if (typeof cleanup === "function") await cleanup();
         return result;
       })();

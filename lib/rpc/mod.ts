@@ -36,3 +36,14 @@ export {
   type ServiceMainOptions,
   startService,
 } from "./main.ts";
+export { type Access, authMiddleware, authorize, type Role, roleAllows, ROLES, TokenTable } from "./auth.ts";
+export { ACCESS, accessOf } from "./access.ts";
+export {
+  type ClientSecurity,
+  type ClientSecurityConfig,
+  clientSecurityFromEnv,
+  openClientSecurity,
+  withSecurity,
+} from "./client_security.ts";
+export { isLoopback, openServerSecurity, securityFlags, type ServerSecurity } from "./security.ts";
+export { clientTls, ReloadingCertificateProvider, serverTls, TlsConfigError } from "./tls.ts";

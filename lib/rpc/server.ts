@@ -166,12 +166,19 @@ export class RpcServer {
     return this;
   }
 
-  /** Binds host:port (port 0 picks a free one) and resolves with the bound address. */
-  listen(host = "127.0.0.1", port = 0): Promise<BoundAddress> {
+  /**
+   * Binds host:port (port 0 picks a free one) and resolves with the bound address. `credentials`
+   * default to plaintext; TLS ones come from tls.ts.
+   */
+  listen(
+    host = "127.0.0.1",
+    port = 0,
+    credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure(),
+  ): Promise<BoundAddress> {
     return new Promise((resolve, reject) => {
       this.grpc.bindAsync(
         formatAddress(host, port),
-        grpc.ServerCredentials.createInsecure(),
+        credentials,
         (err, bound) => {
           if (err) {
             reject(new UnavailableError(`cannot listen on ${formatAddress(host, port)}: ${err.message}`));

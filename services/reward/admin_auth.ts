@@ -1,14 +1,14 @@
 /**
- * Admin authorization of the management RPCs (LoadScorer, UnloadScorer, SetAlias): when an admin
- * token is configured (--admin-token / REWARD_ADMIN_TOKEN), the call must carry metadata
- * `authorization: Bearer <token>`. Missing (or not a Bearer credential) -> UNAUTHENTICATED; a
- * different token -> PERMISSION_DENIED. Without a configured token the RPCs are open (loopback /
- * trusted-network deployments). Pure: takes the header value, not gRPC metadata.
+ * Admin authorization of the management RPCs (LoadScorer, UnloadScorer, SetAlias) for an
+ * in-process RewardService (addRewardService's `adminToken` option): the one-token case of the
+ * general mechanism in lib/rpc/auth.ts, which the service process uses instead (its --admin-token
+ * becomes an admin entry of the token table, services/reward/main.ts). Missing (or not a Bearer
+ * credential) -> UNAUTHENTICATED; a different token -> PERMISSION_DENIED. Without a configured
+ * token the RPCs are open. Pure: takes the header value, not gRPC metadata.
  */
-import { timingSafeEqual } from "node:crypto";
 import { PermissionDeniedError, UnauthenticatedError } from "../../lib/errors.ts";
-
-const encoder = new TextEncoder();
+import { authorize, TokenTable } from "../../lib/rpc/auth.ts";
+import { Code } from "../../lib/rpc/status.ts";
 
 /** Throws unless `authorization` (the header value, if any) carries `adminToken`. */
 export function checkAdminToken(
@@ -17,23 +17,16 @@ export function checkAdminToken(
   rpc: string,
 ): void {
   if (!adminToken) return;
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "");
-  if (!match) {
-    throw new UnauthenticatedError(
-      `${rpc} is an admin call: send metadata "authorization: Bearer <admin token>"`,
-    );
-  }
-  if (!sameSecret(match[1], adminToken)) {
-    throw new PermissionDeniedError(`${rpc}: the admin token is not valid`);
-  }
-}
-
-/** Constant-time comparison (no early exit on the first differing byte). */
-function sameSecret(given: string, expected: string): boolean {
-  const a = encoder.encode(given);
-  const b = encoder.encode(expected);
-  // Compare equal-length buffers so the timing does not reveal the position of a difference.
-  const padded = new Uint8Array(b.length);
-  padded.set(a.subarray(0, b.length));
-  return timingSafeEqual(padded, b) && a.length === b.length;
+  const table = new TokenTable([TokenTable.entry("admin-token", "admin", adminToken)]);
+  const decision = authorize(
+    { tokens: () => table, access: () => "admin" },
+    "rdpo.v1.RewardService",
+    rpc,
+    authorization,
+  );
+  if (decision.ok) return;
+  const { code, details } = decision.status;
+  throw code === Code.UNAUTHENTICATED
+    ? new UnauthenticatedError(details)
+    : new PermissionDeniedError(details);
 }

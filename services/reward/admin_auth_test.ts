@@ -13,7 +13,7 @@ Deno.test("admin auth: missing or malformed credentials are UNAUTHENTICATED, a w
   assertThrows(
     () => checkAdminToken("tok", undefined, "SetAlias"),
     UnauthenticatedError,
-    "SetAlias is an admin call",
+    "SetAlias needs a token with role admin",
   );
   assertThrows(() => checkAdminToken("tok", "tok", "SetAlias"), UnauthenticatedError);
   assertThrows(() => checkAdminToken("tok", "Basic tok", "SetAlias"), UnauthenticatedError);

@@ -14,6 +14,7 @@
  * `<kind>@builtin` unless --no-builtins, so the service is useful with no model files.
  */
 import { InvalidArgumentError } from "../../lib/errors.ts";
+import { type TokenEntry, TokenTable } from "../../lib/rpc/auth.ts";
 import { FlagError, type FlagSpecs, type FlagValues } from "../../lib/rpc/flags.ts";
 import { type commonFlags, type RunningService, runService, startService } from "../../lib/rpc/main.ts";
 import type { RpcServer } from "../../lib/rpc/server.ts";
@@ -214,7 +215,9 @@ export async function setupReward(
     modelRoot: flags.modelRoot,
     limits: { maxImageSide: flags.maxImageSide, maxImagesPerRequest: flags.maxImagesPerRequest },
   });
-  addRewardService(server, core, { adminToken: flags.adminToken });
+  // --admin-token is one admin entry of the general token mechanism (lib/rpc/auth.ts), installed
+  // by startService through REWARD_EXTRA_TOKENS; the service itself checks nothing.
+  addRewardService(server, core);
   let poller: ModelRepositoryPoller | undefined;
   try {
     for (const p of preloads) {
@@ -249,6 +252,11 @@ export async function setupReward(
   };
 }
 
+/** --admin-token as a token-table entry with role admin (SECURITY.md). */
+function adminTokenEntry(flags: { adminToken?: string }): TokenEntry[] {
+  return flags.adminToken ? [TokenTable.entry("admin-token", "admin", flags.adminToken)] : [];
+}
+
 export interface RunningReward extends RewardParts {
   service: RunningService<typeof REWARD_FLAGS>;
   /** "host:port" bound. */
@@ -268,6 +276,7 @@ export async function startReward(
     name: "reward",
     defaultPort: REWARD_DEFAULT_PORT,
     flags: REWARD_FLAGS,
+    extraTokens: adminTokenEntry,
     args,
     env: envLookup,
     setup: (server, flags) => setupReward(server, flags, parts, log),
@@ -288,6 +297,7 @@ if (import.meta.main) {
       name: "reward",
       defaultPort: REWARD_DEFAULT_PORT,
       flags: REWARD_FLAGS,
+      extraTokens: adminTokenEntry,
       setup: (server, flags) => setupReward(server, flags, {}),
     });
   } catch (error) {

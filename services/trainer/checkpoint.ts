@@ -358,6 +358,11 @@ export interface LoadLatestOptions {
   configHash?: string;
   /** ...unless forced. */
   force?: boolean;
+  /**
+   * Told when the checkpoint `latest` names fails verification (truncated, corrupted, missing a
+   * file) and an older one that verifies is used instead; the message names both and the reason.
+   */
+  onFallback?: (message: string) => void;
 }
 
 /**
@@ -370,17 +375,33 @@ export async function loadLatestCheckpoint(
 ): Promise<LoadedCheckpoint | null> {
   const pointer = await readLatestPointer(runDir);
   let loaded: LoadedCheckpoint | null = null;
+  let pointedFailure: Error | null = null;
   if (pointer && (await pathExists(join(runDir, CHECKPOINTS_DIR, pointer), { noFollow: true }))) {
-    loaded = await loadCheckpoint(join(runDir, CHECKPOINTS_DIR, pointer));
-  } else {
+    try {
+      loaded = await loadCheckpoint(join(runDir, CHECKPOINTS_DIR, pointer));
+    } catch (e) {
+      // A damaged latest checkpoint (torn write, bit rot, full disk at copy time): the one before
+      // it is still a valid place to continue from, so use that and say so.
+      pointedFailure = e as Error;
+    }
+  }
+  if (!loaded) {
     const all = await listCheckpoints(runDir);
     for (const e of all.reverse()) {
+      if (pointedFailure && e.name === pointer) continue;
       try {
         loaded = await loadCheckpoint(e.dir);
         break;
       } catch {
         // An incomplete or damaged folder: try the one before.
       }
+    }
+    if (pointedFailure) {
+      if (!loaded) throw pointedFailure;
+      options.onFallback?.(
+        `checkpoint ${pointer} failed verification (${pointedFailure.message}); ` +
+          `falling back to ${loaded.name} (step ${loaded.state.step})`,
+      );
     }
   }
   if (!loaded) return null;

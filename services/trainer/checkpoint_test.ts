@@ -244,3 +244,23 @@ Deno.test("checkpoint: bad inputs name the field", async () => {
   assertEquals(checkpointName(1234567), "step-1234567");
   await Deno.remove(run, { recursive: true });
 });
+
+Deno.test("checkpoint: a truncated latest checkpoint falls back to the previous one and says so", async () => {
+  const run = await tempRun();
+  await writeCheckpoint(run, sampleData(10), { keepLast: 3 });
+  const latest = await writeCheckpoint(run, sampleData(20), { keepLast: 3 });
+  const path = `${latest}/adapter_model.safetensors`;
+  const bytes = await Deno.readFile(path);
+  await Deno.writeFile(path, bytes.subarray(0, Math.floor(bytes.length / 2)));
+  const told: string[] = [];
+  const loaded = await loadLatestCheckpoint(run, { onFallback: (m) => told.push(m) });
+  assertEquals(loaded!.state.step, 10);
+  assertEquals(told.length, 1);
+  assert(
+    told[0].includes("step-000020 failed verification") &&
+      told[0].includes("adapter_model.safetensors is corrupt") &&
+      told[0].includes("falling back to step-000010"),
+    told[0],
+  );
+  await Deno.remove(run, { recursive: true });
+});

@@ -21,7 +21,12 @@ import { Code } from "../../lib/rpc/status.ts";
 import { decodeFloat32, encodeTensor } from "../../lib/tensor/codec.ts";
 import type { TensorRecord } from "../../lib/tensor/safetensors.ts";
 import { canonicalConfigJson, type RunConfig, totalSteps } from "./config.ts";
-import { type LoadedCheckpoint, loadLatestCheckpoint, writeCheckpoint } from "./checkpoint.ts";
+import {
+  type LoadedCheckpoint,
+  loadLatestCheckpoint,
+  readLatestPointer,
+  writeCheckpoint,
+} from "./checkpoint.ts";
 import { beforeAfterGrid, evaluateModel } from "./evaluate.ts";
 import { lossConfigMessage, optimizerConfigMessage, stepConfigMessage } from "./messages.ts";
 import {
@@ -212,7 +217,23 @@ async function checkpoint(
       step: Number(a.optimizerStep),
     },
     configJson: canonicalConfigJson(config),
-  }, { keepLast: config.checkpoint.keep_last });
+  }, { keepLast: config.checkpoint.keep_last }).catch(async (e) => {
+    // A full disk or a read-only run folder: writeCheckpoint removed its temporary folder and
+    // never touched the previous checkpoint, so the run stops here and can resume from that one.
+    const previous = await readLatestPointer(runDir).catch(() => null);
+    throw new CheckpointWriteError(
+      `checkpoint at step ${pos.step} could not be written to ${runDir}: ${(e as Error).message}. ` +
+        (previous
+          ? `The previous checkpoint ${previous} is intact: make room (or make the folder writable) and resume.`
+          : "No earlier checkpoint exists: make room (or make the folder writable) and start again."),
+      { cause: e },
+    );
+  });
+}
+
+/** Writing a checkpoint failed (disk full, read-only folder): the run stops, the last one stays. */
+export class CheckpointWriteError extends Error {
+  override name = "CheckpointWriteError";
 }
 
 /** A TrainStep refused for step accounting, or a lost adapter noticed by the loop. */
@@ -246,12 +267,12 @@ export function resumeNote(ckpt: LoadedCheckpoint, replicas: number): string {
 
 /** Runs (or resumes) a training run; see the file comment. */
 export async function train(config: RunConfig, options: TrainOptions = {}): Promise<TrainResult> {
-  const run = await openRun(config, { resume: options.resume, force: options.force });
+  const log = options.log ?? ((line: string) => console.error(line));
+  const run = await openRun(config, { resume: options.resume, force: options.force, log });
   const services = connectServices(config, {
     onRetry: (what, attempt, error) =>
       log(`${what}: attempt ${attempt} failed (${(error as Error).message}); retrying`),
   });
-  const log = options.log ?? ((line: string) => console.error(line));
   let dp: DataParallel | null = null;
   try {
     const info = await services.call("get_info", (o) => services.policy.getInfo({}, o));
@@ -467,7 +488,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
         // Exact step accounting after a policy restart: back to the last checkpoint, replay.
         recoveries += 1;
         if (recoveries > 10) throw e;
-        ckpt = await loadLatestCheckpoint(run.paths.root, { configHash: run.configHash });
+        ckpt = await loadLatestCheckpoint(run.paths.root, { configHash: run.configHash, onFallback: log });
         expectedChecksum = await restoreAll();
         instanceId = (await services.call("get_info", (o) => services.policy.getInfo({}, o))).instanceId;
         const from = pos.step;

@@ -12,6 +12,12 @@ import { lookup } from "node:dns/promises";
 import { PolicyService } from "../../gen/rdpo/v1/policy_pb.ts";
 import { InvalidArgumentError } from "../../lib/errors.ts";
 import { createClient } from "../../lib/rpc/client.ts";
+import {
+  type ClientSecurity,
+  clientSecurityFromEnv,
+  openClientSecurity,
+  withSecurity,
+} from "../../lib/rpc/client_security.ts";
 import { clientTelemetry } from "../../lib/telemetry/grpc.ts";
 import type { RunConfig } from "./config.ts";
 import type { PolicyClient } from "./services.ts";
@@ -70,6 +76,7 @@ export interface Replica {
 /** The replica clients of a run; `reconnect()` resolves `services.policy` again. */
 export class ReplicaSet {
   #replicas: Replica[] = [];
+  #security: ClientSecurity[] = [];
 
   constructor(readonly config: RunConfig) {}
 
@@ -89,21 +96,33 @@ export class ReplicaSet {
   async connect(): Promise<this> {
     const addresses = await resolvePolicyReplicas(this.config.services.policy);
     this.close();
-    this.#replicas = addresses.map((address, index) => ({
-      index,
-      address,
-      client: createClient(PolicyService, address, {
-        maxReceiveMessageBytes: this.config.rpc.max_message_bytes,
-        maxSendMessageBytes: this.config.rpc.max_message_bytes,
-        onCall: [clientTelemetry()],
-      }),
-    }));
+    // TLS and tokens as for the single policy client (RDPO_POLICY_CLIENT_*, services.ts).
+    const securityConfig = clientSecurityFromEnv("POLICY");
+    this.#replicas = addresses.map((address, index) => {
+      const security = openClientSecurity(securityConfig, address);
+      this.#security.push(security);
+      return {
+        index,
+        address,
+        client: createClient(
+          PolicyService,
+          address,
+          withSecurity({
+            maxReceiveMessageBytes: this.config.rpc.max_message_bytes,
+            maxSendMessageBytes: this.config.rpc.max_message_bytes,
+            onCall: [clientTelemetry()],
+          }, security),
+        ),
+      };
+    });
     return this;
   }
 
   close(): void {
     for (const r of this.#replicas) r.client.close();
+    for (const s of this.#security) s.close();
     this.#replicas = [];
+    this.#security = [];
   }
 }
 

@@ -47,6 +47,8 @@ export interface OpenRunOptions {
   resume?: boolean;
   /** Resume even when the checkpoint's config hash differs. */
   force?: boolean;
+  /** Where a fallback from a damaged latest checkpoint is reported. */
+  log?: (line: string) => void;
 }
 
 export interface OpenedRun {
@@ -68,7 +70,11 @@ export async function openRun(config: RunConfig, options: OpenRunOptions = {}): 
   await Deno.mkdir(paths.root, { recursive: true });
   let checkpoint: LoadedCheckpoint | null = null;
   if (options.resume) {
-    checkpoint = await loadLatestCheckpoint(paths.root, { configHash: hash, force: options.force });
+    checkpoint = await loadLatestCheckpoint(paths.root, {
+      configHash: hash,
+      force: options.force,
+      onFallback: options.log,
+    });
     // Steps after the checkpoint (or every record, when starting over) will be logged again.
     await truncateMetrics(paths.metrics, checkpoint ? checkpoint.state.step : -1);
   } else if (await hasRunFiles(paths)) {

@@ -8,6 +8,7 @@ import type { Metadata } from "@grpc/grpc-js";
 import { PolicyService } from "../../gen/rdpo/v1/policy_pb.ts";
 import { RewardService } from "../../gen/rdpo/v1/reward_pb.ts";
 import { type ClientOf, createClient } from "../../lib/rpc/client.ts";
+import { clientSecurityFromEnv, openClientSecurity, withSecurity } from "../../lib/rpc/client_security.ts";
 import { SERVER_TIME_TRAILER } from "../../lib/rpc/server.ts";
 import { clientTelemetry } from "../../lib/telemetry/grpc.ts";
 import { deadlineMs, type RpcName, type RunConfig } from "./config.ts";
@@ -68,14 +69,22 @@ export function connectServices(
     // A CLIENT span per call, its traceparent in the metadata (the step span is its parent).
     onCall: [clientTelemetry()],
   };
+  // TLS and bearer tokens from RDPO_[POLICY_|REWARD_]CLIENT_* (lib/rpc/client_security.ts).
   // With several replicas (replicas.ts) this client talks to the first (evaluation, GetInfo); their
   // adapters are kept identical.
   const p = config.services.policy;
-  const policy = createClient(PolicyService, Array.isArray(p) ? p[0] : p, clientOptions);
-  const reward = createClient(RewardService, config.services.reward, {
-    ...clientOptions,
-    grpcOptions: rewardChannelOptions(config.services.reward),
-  });
+  const policyAddress = Array.isArray(p) ? p[0] : p;
+  const policySecurity = openClientSecurity(clientSecurityFromEnv("POLICY"), policyAddress);
+  const rewardSecurity = openClientSecurity(clientSecurityFromEnv("REWARD"), config.services.reward);
+  const policy = createClient(PolicyService, policyAddress, withSecurity(clientOptions, policySecurity));
+  const reward = createClient(
+    RewardService,
+    config.services.reward,
+    withSecurity(
+      { ...clientOptions, grpcOptions: rewardChannelOptions(config.services.reward) },
+      rewardSecurity,
+    ),
+  );
   const clock = new CallClock();
   const policyRetry = retryPolicyFromConfig(config.rpc.retry);
   return {
@@ -114,6 +123,8 @@ export function connectServices(
     close() {
       policy.close();
       reward.close();
+      policySecurity.close();
+      rewardSecurity.close();
     },
   };
 }
