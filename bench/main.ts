@@ -41,6 +41,11 @@ if (only.has("model")) {
   console.log(formatTable(await runModelBench({ iters: 3 })) + "\n");
 }
 if (only.has("scorers")) {
+  const { formatPreprocessBench, runPreprocessBench } = await import(
+    "../services/reward/preprocess/bench.ts"
+  );
+  console.log("## CLIP preprocessing: reference port vs cached plan + wasm SIMD (interleaved)\n");
+  console.log(formatPreprocessBench(runPreprocessBench({ rounds: 9 })) + "\n");
   console.log("## Scorers vs raw session.run (fixture CLIP)\n");
   try {
     const { benchScorers } = await import("../services/reward/scorers/bench.ts");
