@@ -56,8 +56,10 @@ if (only.has("scorers")) {
   console.log();
 }
 if (only.has("reward")) {
-  const { formatRewardBench, runRewardBench } = await import("../services/reward/bench.ts");
+  const { formatRewardBench, formatRewardGoals, runRewardBench } = await import(
+    "../services/reward/bench.ts"
+  );
   console.log("## Reward service: gRPC vs direct, batched vs batch-1 (32 clients)\n");
   const { model, rows } = await runRewardBench({ rounds: 3 });
-  console.log(formatRewardBench(model, rows) + "\n");
+  console.log(formatRewardBench(model, rows) + "\n\n" + formatRewardGoals(rows) + "\n");
 }
