@@ -34,6 +34,9 @@ console.log(`Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} logical
 if (only.has("wire")) {
   console.log("## gRPC wire cost (loopback) vs in-process\n");
   console.log(formatWireBench(await runWireBench({ iterations: 100 })) + "\n");
+  const { formatStepWireBench, runStepWireBench } = await import("./step_wire_bench.ts");
+  console.log("## RDPO step on the wire (tiny model, real service processes)\n");
+  console.log(formatStepWireBench(await runStepWireBench({ steps: 5 })) + "\n");
 }
 if (only.has("model")) {
   const { formatTable, runModelBench } = await import("../services/policy/model/bench.ts");
