@@ -158,13 +158,16 @@ export async function runRewardBench(
     };
     const whole = await start(batch, 0);
     // The same service with ONNX Runtime on one thread: on a 2-core machine that leaves a core to
-    // the transport (client encode, server receive/decode) while a batch is in inference.
+    // the transport (client encode, server receive/decode) while a batch is in inference. And the
+    // "before" of the ORT threads: spin-waiting after each run (ORT's default, ours until issue 21).
     const lean = await start(batch, 0, ["--intra-op-threads=1"]);
+    const spinning = await start(batch, 0, ["--ort-spinning"]);
     const single = await start(1, 0);
     const dynamics = await Promise.all(delays.map((d) => start(clients, d)));
     const client = createClient(RewardService, whole.address);
     const leanClient = createClient(RewardService, lean.address);
-    cleanups.push(() => client.close(), () => leanClient.close());
+    const spinClient = createClient(RewardService, spinning.address);
+    cleanups.push(() => client.close(), () => leanClient.close(), () => spinClient.close());
     // Per gRPC mode: wall ms and the server's handler ms (rdpo-server-ms trailer) of each request.
     const profile = new Map<string, { wall: number[]; server: number[] }>();
     const profiled = async (name: string, c: typeof client) => {
@@ -243,6 +246,13 @@ export async function runRewardBench(
         run: inFlight("grpc2lean", leanClient, pipeline),
       },
       {
+        comparison: overhead,
+        mode: `Score over gRPC, ${pipeline} in flight, service ORT threads spinning (before)`,
+        note: "--ort-spinning: ORT's default, idle pool threads spin-wait after each run",
+        images: requests * batch,
+        run: inFlight("grpc2spin", spinClient, pipeline),
+      },
+      {
         comparison: ceiling,
         mode: "scorer directly, batch 1",
         note: "",
@@ -280,6 +290,7 @@ export async function runRewardBench(
       await core.score(request);
       await client.score(request);
       await leanClient.score(request);
+      await spinClient.score(request);
       await concurrent("warm-up", singlePool)();
       for (const p of dynamicPools) await concurrent("warm-up", p)();
     }
@@ -303,6 +314,7 @@ export async function runRewardBench(
       ["grpc1", "Score over gRPC, 1 request at a time"],
       ["grpc2", `Score over gRPC, ${pipeline} requests in flight`],
       ["grpc2lean", `Score over gRPC, ${pipeline} in flight, service ORT 1 thread`],
+      ["grpc2spin", `Score over gRPC, ${pipeline} in flight, service ORT threads spinning (before)`],
     ];
     for (const [name, mode] of grpcRows) {
       const p = profile.get(name);

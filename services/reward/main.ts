@@ -72,6 +72,12 @@ export const REWARD_FLAGS = {
     max: 1024,
     description: "ONNX Runtime intra-op threads (0: its default)",
   },
+  ortSpinning: {
+    type: "bool",
+    env: env("ORT_SPINNING"),
+    default: false,
+    description: "ONNX Runtime pool threads spin-wait after a run (ORT's default; off: they sleep)",
+  },
   preload: {
     type: "string",
     env: env("PRELOAD"),
@@ -204,6 +210,7 @@ export async function setupReward(
       modelRoot: flags.modelRoot,
       executionProvider: flags.executionProvider as ExecutionProvider,
       intraOpNumThreads: flags.intraOpThreads,
+      allowSpinning: flags.ortSpinning,
     }),
     defaultBatching: { maxBatch: flags.maxBatch, maxQueueDelayMs: flags.maxQueueDelayMs },
     defaultDrainTimeoutMs: flags.drainTimeoutMs,
