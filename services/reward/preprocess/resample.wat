@@ -12,15 +12,20 @@
 (module
   (memory (export "memory") 1)
 
-  ;; Horizontal pass. For each of `rows` rows (stride `rowBytes` from `src`) and each of `outW`
-  ;; output pixels xx: taps `taps[xx*ksize ..][0 .. count[xx])` over the pixels from byte
-  ;; `first[xx]` of the row; 3 bytes per output pixel written from `dst` on (a 4-byte store whose
-  ;; 4th byte the next pixel overwrites).
+  ;; Horizontal pass, two taps per step. For each of `rows` rows (stride `rowBytes` from `src`) and
+  ;; each of `outW` output pixels xx: `pairs[xx]` steps over the pixels from byte `first[xx]` of the
+  ;; row, step j reading taps 2j and 2j+1 (6 bytes) and their coefficients from `coef + (xx*maxPairs
+  ;; + j)*32`: eight i16 "high" parts (h0 h1 h0 h1 h0 h1 0 0) then eight "low" parts, where each
+  ;; 22-bit tap w = h * 2048 + l, l in [0, 2048) (so both fit i16 and w's product is exact:
+  ;; p*w = 2048*(p*h) + p*l). A byte swizzle puts (r0 r1 g0 g1 b0 b1) into zero-extended i16 lanes,
+  ;; and i32x4.dot_i16x8_s sums each channel's pair into one int32 lane. An odd tap count has a
+  ;; zero coefficient for its last pair's second tap. 3 bytes per output pixel from `dst` on (a
+  ;; 4-byte store whose 4th byte the next pixel overwrites).
   (func (export "horizontal")
     (param $src i32) (param $rowBytes i32) (param $rows i32) (param $outW i32)
-    (param $first i32) (param $count i32) (param $taps i32) (param $ksize i32) (param $dst i32)
+    (param $first i32) (param $pairs i32) (param $coef i32) (param $maxPairs i32) (param $dst i32)
     (local $r i32) (local $xx i32) (local $row i32) (local $p i32) (local $k i32) (local $end i32)
-    (local $acc v128)
+    (local $hi v128) (local $lo v128) (local $px v128) (local $acc v128)
     (block $rowsDone
       (loop $rowLoop
         (br_if $rowsDone (i32.ge_u (local.get $r) (local.get $rows)))
@@ -31,22 +36,28 @@
             (br_if $colsDone (i32.ge_u (local.get $xx) (local.get $outW)))
             (local.set $p (i32.add (local.get $row)
               (i32.load (i32.add (local.get $first) (i32.shl (local.get $xx) (i32.const 2))))))
-            (local.set $k (i32.add (local.get $taps)
-              (i32.shl (i32.mul (local.get $xx) (local.get $ksize)) (i32.const 2))))
+            (local.set $k (i32.add (local.get $coef)
+              (i32.shl (i32.mul (local.get $xx) (local.get $maxPairs)) (i32.const 5))))
             (local.set $end (i32.add (local.get $k)
-              (i32.shl (i32.load (i32.add (local.get $count) (i32.shl (local.get $xx) (i32.const 2))))
-                       (i32.const 2))))
-            (local.set $acc (i32x4.splat (i32.const 2097152)))
+              (i32.shl (i32.load (i32.add (local.get $pairs) (i32.shl (local.get $xx) (i32.const 2))))
+                       (i32.const 5))))
+            (local.set $hi (v128.const i32x4 0 0 0 0))
+            (local.set $lo (v128.const i32x4 0 0 0 0))
             (block $tapsDone
               (loop $tapLoop
                 (br_if $tapsDone (i32.ge_u (local.get $k) (local.get $end)))
-                (local.set $acc (i32x4.add (local.get $acc)
-                  (i32x4.mul
-                    (i32x4.extend_low_i16x8_u (i16x8.extend_low_i8x16_u (v128.load32_zero (local.get $p))))
-                    (v128.load32_splat (local.get $k)))))
-                (local.set $p (i32.add (local.get $p) (i32.const 3)))
-                (local.set $k (i32.add (local.get $k) (i32.const 4)))
+                (local.set $px (i8x16.swizzle (v128.load64_zero (local.get $p))
+                  (v128.const i8x16 0 128 3 128 1 128 4 128 2 128 5 128 128 128 128 128)))
+                (local.set $hi (i32x4.add (local.get $hi)
+                  (i32x4.dot_i16x8_s (local.get $px) (v128.load (local.get $k)))))
+                (local.set $lo (i32x4.add (local.get $lo)
+                  (i32x4.dot_i16x8_s (local.get $px) (v128.load offset=16 (local.get $k)))))
+                (local.set $p (i32.add (local.get $p) (i32.const 6)))
+                (local.set $k (i32.add (local.get $k) (i32.const 32)))
                 (br $tapLoop)))
+            ;; (1 << 21) + 2048 * hi + lo, then >> 22 and clip8.
+            (local.set $acc (i32x4.add (i32x4.add (i32x4.shl (local.get $hi) (i32.const 11)) (local.get $lo))
+                                       (i32x4.splat (i32.const 2097152))))
             (local.set $acc (i32x4.shr_s (local.get $acc) (i32.const 22)))
             (local.set $acc (i16x8.narrow_i32x4_s (local.get $acc) (local.get $acc)))
             (v128.store32_lane 0 (local.get $dst) (i8x16.narrow_i16x8_u (local.get $acc) (local.get $acc)))

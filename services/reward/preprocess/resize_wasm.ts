@@ -36,6 +36,24 @@ interface Layout {
 }
 
 const SLACK = 16;
+const pairsOf = (taps: number) => (taps + 1) >> 1;
+
+/**
+ * Writes the horizontal taps of output pixel `xx` as resample.wat's pair vectors: for taps 2j and
+ * 2j+1, eight i16 high parts (h0 h1 h0 h1 h0 h1 0 0) then eight low parts, w = h * 2048 + l with
+ * l in [0, 2048): h = w >> 11 lies in [-1024, 2048] for any tap of magnitude <= 2^22, so it fits.
+ */
+function writePairs(out: Int16Array, at: number, taps: Int32Array, from: number, count: number): void {
+  for (let t = 0; t < count; t++) {
+    const w = taps[from + t];
+    const h = w >> 11, l = w & 2047;
+    const base = at + (t >> 1) * 16 + (t & 1);
+    for (let c = 0; c < 3; c++) {
+      out[base + 2 * c] = h;
+      out[base + 8 + 2 * c] = l;
+    }
+  }
+}
 const align = (n: number) => (n + 15) & ~15;
 
 function layoutOf(plan: ResizeCropPlan): Layout {
@@ -47,7 +65,8 @@ function layoutOf(plan: ResizeCropPlan): Layout {
     at = align(at + bytes + SLACK);
     return here;
   };
-  const hFirst = take(size * 4), hCount = take(size * 4), hTaps = take(size * hk * 4);
+  // Horizontal taps as (high, low) i16 pair vectors, 32 bytes per two taps (resample.wat).
+  const hFirst = take(size * 4), hCount = take(size * 4), hTaps = take(size * pairsOf(hk) * 32);
   const vFirst = take(size * 4), vCount = take(size * 4), vTaps = take(size * vk * 4);
   const lut = take(768 * 4);
   const src = take(rowCount * inWidth * 3);
@@ -83,9 +102,15 @@ export class WasmResampler {
     const { size, horizontal: h, vertical: v, rowStart } = plan;
     if (h) {
       const first = this.#i32(l.hFirst, size);
-      for (let i = 0; i < size; i++) first[i] = h.first[i] * 3;
-      this.#i32(l.hCount, size).set(h.count);
-      this.#i32(l.hTaps, h.taps.length).set(h.taps);
+      const pairs = this.#i32(l.hCount, size);
+      const maxPairs = pairsOf(h.ksize);
+      const coef = new Int16Array(mem.buffer, l.hTaps, size * maxPairs * 16);
+      coef.fill(0);
+      for (let i = 0; i < size; i++) {
+        first[i] = h.first[i] * 3;
+        pairs[i] = pairsOf(h.count[i]);
+        writePairs(coef, i * maxPairs * 16, h.taps, i * h.ksize, h.count[i]);
+      }
     }
     if (v) {
       const first = this.#i32(l.vFirst, size);
@@ -110,7 +135,17 @@ export class WasmResampler {
     const rowBytes = inWidth * 3, stride = size * 3;
     heap.set(src.subarray(rowStart * rowBytes, (rowStart + rowCount) * rowBytes), l.src);
     if (h) {
-      this.#k.horizontal(l.src, rowBytes, rowCount, size, l.hFirst, l.hCount, l.hTaps, h.ksize, l.scratch);
+      this.#k.horizontal(
+        l.src,
+        rowBytes,
+        rowCount,
+        size,
+        l.hFirst,
+        l.hCount,
+        l.hTaps,
+        pairsOf(h.ksize),
+        l.scratch,
+      );
     } else {
       for (let r = 0; r < rowCount; r++) {
         const from = l.src + r * rowBytes + left * 3;
