@@ -253,6 +253,15 @@ export async function runRewardBench(
         run: inFlight("grpc2spin", spinClient, pipeline),
       },
       {
+        comparison: overhead,
+        mode: "scorer called directly, again after the gRPC rows",
+        note: "order check: the first row measured again at the group's end",
+        images: requests * batch,
+        run: async () => {
+          for (let i = 0; i < requests; i++) await scorer.score(images, []);
+        },
+      },
+      {
         comparison: ceiling,
         mode: "scorer directly, batch 1",
         note: "",

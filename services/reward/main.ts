@@ -52,7 +52,10 @@ export const REWARD_FLAGS = {
   maxQueueDelayMs: {
     type: "number",
     env: env("MAX_QUEUE_DELAY_MS"),
-    default: 5,
+    // Chosen by measurement (services/reward/PERFORMANCE.md, `deno task bench --only reward`):
+    // under 32 batch-1 clients batches fill while the scorer is busy (mean batch ~11 at every delay
+    // tried), so a long delay only adds latency; 1 ms was best or near best in every run.
+    default: 1,
     min: 0,
     max: MAX_QUEUE_DELAY_LIMIT_MS,
     description: "default dynamic-batching queue delay per scorer version",
