@@ -12,6 +12,7 @@
  */
 import { join } from "node:path";
 import { ServiceProcess } from "../lib/process/service_process.ts";
+import { median } from "../lib/stats.ts";
 import { parseFlags } from "../lib/rpc/flags.ts";
 import { initBackend } from "../lib/tensor/backend.ts";
 import { writeTinyModel } from "../services/policy/testing/tiny_model.ts";
@@ -29,11 +30,6 @@ export interface StepWireRow {
   wireMsRange: [number, number];
   stepMs: number;
 }
-
-const median = (v: number[]) => {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 export async function runStepWireBench({ steps = 5 } = {}): Promise<StepWireRow[]> {
   const tmp = await Deno.makeTempDir({ prefix: "rdpo-step-wire-" });

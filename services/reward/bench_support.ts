@@ -4,6 +4,9 @@
  */
 import { fileURLToPath } from "node:url";
 import type { RgbImage } from "./scorer.ts";
+import { median } from "../../lib/stats.ts";
+
+export { median };
 
 export interface RewardBenchRow {
   comparison: string;
@@ -74,12 +77,6 @@ export async function spawnService(args: string[]): Promise<{ address: string; s
       await reader.cancel();
     },
   };
-}
-
-export function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 /** Runs every mode `rounds` times, interleaved; one row per mode (median, min, max). */

@@ -9,6 +9,7 @@
  *   deno run -A services/reward/preprocess/bench.ts [--rounds 15] [--per-round 4]
  */
 
+import { median } from "../../../lib/stats.ts";
 import { parseFlags } from "../../../lib/rpc/flags.ts";
 import type { RgbImage } from "../../../lib/image/png.ts";
 import { clipPixelValues, clipPixelValuesReference } from "./clip_image.ts";
@@ -33,11 +34,6 @@ function noise(width: number, height: number, seed: number): RgbImage {
   }
   return { width, height, data };
 }
-
-const median = (v: number[]) => {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 /** Inputs: SD1.5 samples (512), a 4:3 photo, a large photo, SD-XL size. */
 export const BENCH_INPUTS: [number, number][] = [[512, 512], [640, 480], [1024, 768], [1024, 1024]];
