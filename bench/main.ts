@@ -36,6 +36,9 @@ console.log(`Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} logical
 if (only.has("wire")) {
   console.log("## gRPC wire cost (loopback) vs in-process\n");
   console.log(formatWireBench(await runWireBench({ iterations: 100 })) + "\n");
+  const { formatStepWireBench, runStepWireBench } = await import("./step_wire_bench.ts");
+  console.log("## RDPO step on the wire (tiny model, real service processes)\n");
+  console.log(formatStepWireBench(await runStepWireBench({ steps: 5 })) + "\n");
 }
 if (only.has("model")) {
   const { formatTable, runModelBench } = await import("../services/policy/model/bench.ts");
@@ -43,6 +46,11 @@ if (only.has("model")) {
   console.log(formatTable(await runModelBench({ iters: 3 })) + "\n");
 }
 if (only.has("scorers")) {
+  const { formatPreprocessBench, runPreprocessBench } = await import(
+    "../services/reward/preprocess/bench.ts"
+  );
+  console.log("## CLIP preprocessing: reference port vs cached plan + wasm SIMD (interleaved)\n");
+  console.log(formatPreprocessBench(runPreprocessBench({ rounds: 9 })) + "\n");
   console.log("## Scorers vs raw session.run (fixture CLIP)\n");
   try {
     const { benchScorers } = await import("../services/reward/scorers/bench.ts");
@@ -53,10 +61,12 @@ if (only.has("scorers")) {
   console.log();
 }
 if (only.has("reward")) {
-  const { formatRewardBench, runRewardBench } = await import("../services/reward/bench.ts");
+  const { formatRewardBench, formatRewardGoals, runRewardBench } = await import(
+    "../services/reward/bench.ts"
+  );
   console.log("## Reward service: gRPC vs direct, batched vs batch-1 (32 clients)\n");
   const { model, rows } = await runRewardBench({ rounds: 3 });
-  console.log(formatRewardBench(model, rows) + "\n");
+  console.log(formatRewardBench(model, rows) + "\n\n" + formatRewardGoals(rows) + "\n");
 }
 if (only.has("dp")) {
   const { formatDpBench, runDpBench } = await import("./dp_bench.ts");

@@ -50,6 +50,11 @@ export interface CallOptions {
   onHeader?: (metadata: grpc.Metadata) => void;
   /** Receives the trailers (on success and on failure). */
   onTrailer?: (metadata: grpc.Metadata) => void;
+  /**
+   * Unary calls: receives the encoded request and response message sizes in bytes (response 0
+   * when none arrived) once the call settles, so callers can account for what they send.
+   */
+  onMessageBytes?: (sent: number, received: number) => void;
 }
 
 /** What a client hook sees; `metadata` may be modified (it is sent). */
@@ -234,16 +239,32 @@ function makeMethod(
       return (request: unknown, options: CallOptions = {}) => {
         const bytes = encodeRequest(method.input, request);
         const { metadata, callOptions, end } = begin(options);
+        const onBytes = options.onMessageBytes;
+        let received = 0;
+        const decodeCounted = onBytes
+          ? (b: Buffer) => {
+            received = b.length;
+            return decode(b);
+          }
+          : decode;
         return new Promise((resolve, reject) => {
           let detach = () => {};
           const call = channel.makeUnaryRequest(
             path,
             identity,
-            decode,
+            decodeCounted,
             bytes,
             metadata,
             callOptions,
-            settle(() => detach(), end, resolve, reject),
+            settle(
+              () => {
+                detach();
+                onBytes?.(bytes.length, received);
+              },
+              end,
+              resolve,
+              reject,
+            ),
           );
           detach = attach(call, options);
         });

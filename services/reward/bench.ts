@@ -1,13 +1,16 @@
 /**
- * Serving benchmark of the reward service (prints a table; no assertions):
+ * Serving benchmark of the reward service (prints tables; no assertions):
  *
  * 1. gRPC overhead: images/s of Score through the whole service (its own process, loopback; one
  *    client, requests of `batch` images, max_batch = batch, no queue delay) against calling the
- *    same scorer directly on the same images and batch. Goal: >= 0.95x. Measured both one request
- *    at a time (latency-bound: transfer, then inference) and with `pipeline` requests in flight.
+ *    same scorer directly on the same images and batch. Measured one request at a time
+ *    (latency-bound: transfer, then inference), with `pipeline` requests in flight, and with
+ *    requests in flight against a service whose ONNX Runtime runs one thread. Each gRPC row notes
+ *    the median wall and server-handler (`rdpo-server-ms` trailer) milliseconds per request: the
+ *    profile that says where a shortfall goes. Goal (issue 21): >= 0.8x with 2 in flight.
  * 2. Dynamic batching: 32 concurrent clients sending batch-1 requests, served with max_batch 1
- *    (every request its own inference, one at a time) against max_batch = clients with a small
- *    queue delay (requests merged). Goal: >= 2x.
+ *    against max_batch = clients at several queue delays; beside them the scorer's own gain from
+ *    batch 32 over batch 1. Goal: the service's gain >= 0.9x the scorer's (`formatRewardGoals`).
  *
  * Every mode is measured in `rounds` interleaved rounds (A, B, C, A, B, C, ...) and the table shows
  * the median images/s with the range, so a machine shared with other work skews all modes alike.
@@ -20,9 +23,9 @@
  *   deno run -A services/reward/bench.ts [--batch 8] [--requests 20] [--clients 32] [--rounds 5] [--image-side 224]
  */
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { RewardService } from "../../gen/rdpo/v1/reward_pb.ts";
 import { createClient } from "../../lib/rpc/client.ts";
+import { SERVER_TIME_TRAILER } from "../../lib/rpc/server.ts";
 import { parseFlags } from "../../lib/rpc/flags.ts";
 import { fixturePath, hasFixtures } from "../../lib/testing/fixtures.ts";
 import { createScorer } from "./bundle.ts";
@@ -31,6 +34,16 @@ import { ScorerRegistry } from "./registry.ts";
 import { bundleScorerFactory } from "./scorer_factory.ts";
 import type { RgbImage } from "./scorer.ts";
 import { buildLinearImageScorerOnnx } from "./testing/onnx_builder.ts";
+import {
+  measure,
+  median,
+  type Mode,
+  noiseImage,
+  type RewardBenchRow,
+  spawnService,
+} from "./bench_support.ts";
+
+export type { RewardBenchRow };
 
 export interface RewardBenchOptions {
   /** Images per request in the overhead comparison (default 8). */
@@ -45,32 +58,10 @@ export interface RewardBenchOptions {
   requestsPerClient?: number;
   /** Square input image side (default 224: no resize, so the serving layer is what is measured). */
   imageSide?: number;
-  /** Queue delay of the batched configuration (default 2 ms). */
-  maxQueueDelayMs?: number;
+  /** Queue delays of the batched configurations, one service each (default 0, 1, 2, 5 ms). */
+  queueDelaysMs?: number[];
   /** Interleaved measurement rounds per mode (default 5). */
   rounds?: number;
-}
-
-export interface RewardBenchRow {
-  comparison: string;
-  mode: string;
-  /** Images per round. */
-  images: number;
-  /** Median over rounds. */
-  imagesPerSecond: number;
-  minImagesPerSecond: number;
-  maxImagesPerSecond: number;
-  /** Median throughput relative to the comparison's first (baseline) row. */
-  ratio: number;
-  note: string;
-}
-
-interface Mode {
-  comparison: string;
-  mode: string;
-  note: string;
-  images: number;
-  run(): Promise<void>;
 }
 
 /** Untimed calls before each measurement (JIT, ONNX Runtime arenas, connections). */
@@ -114,89 +105,7 @@ async function writeBenchBundle(root: string): Promise<string> {
   return "linear ONNX scorer at 224 (onnx_builder; fixtures absent)";
 }
 
-function noiseImage(side: number, seed: number): RgbImage {
-  const data = new Uint8Array(side * side * 3);
-  let x = seed * 2654435761 + 1;
-  for (let i = 0; i < data.length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    data[i] = x >>> 24;
-  }
-  return { width: side, height: side, data };
-}
-
 const toProto = (im: RgbImage) => ({ width: im.width, height: im.height, channels: 3, data: im.data });
-
-/**
- * The service as its own process (as deployed: clients elsewhere, so their encoding does not share
- * the server's event loop). Resolves once it printed `listening on`.
- */
-async function spawnService(args: string[]): Promise<{ address: string; stop(): Promise<void> }> {
-  const main = fileURLToPath(new URL("./main.ts", import.meta.url));
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", main, "--host=127.0.0.1", "--port=0", ...args],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!/listening on \S+\n/.test(out)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`the reward service exited before listening; stdout: ${out}`);
-    out += value;
-  }
-  const address = /listening on (\S+)/.exec(out)![1];
-  return {
-    address,
-    async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Already exited (the status below says how).
-      }
-      const status = await child.status;
-      if (status.code !== 0) {
-        console.error(
-          `warning: a reward service process exited with ${status.code} after the measurements ` +
-            "(Deno node:http2 abort when clients close; see the report)",
-        );
-      }
-      await reader.cancel();
-    },
-  };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-/** Runs every mode `rounds` times, interleaved; one row per mode (median, min, max). */
-async function measure(modes: Mode[], rounds: number): Promise<RewardBenchRow[]> {
-  const samples = modes.map(() => [] as number[]);
-  for (let r = 0; r < rounds; r++) {
-    for (const [i, mode] of modes.entries()) {
-      const t0 = performance.now();
-      await mode.run();
-      samples[i].push(mode.images / ((performance.now() - t0) / 1000));
-    }
-  }
-  const rows = modes.map((mode, i) => ({
-    comparison: mode.comparison,
-    mode: mode.mode,
-    images: mode.images,
-    imagesPerSecond: median(samples[i]),
-    minImagesPerSecond: Math.min(...samples[i]),
-    maxImagesPerSecond: Math.max(...samples[i]),
-    ratio: 1,
-    note: mode.note,
-  }));
-  for (const row of rows) {
-    const base = rows.find((r) => r.comparison === row.comparison)!;
-    row.ratio = row.imagesPerSecond / base.imagesPerSecond;
-  }
-  return rows;
-}
 
 /**
  * Runs the benchmark; `onResult` receives the table before the processes are torn down (so a
@@ -212,7 +121,7 @@ export async function runRewardBench(
   const clients = options.clients ?? 32;
   const perClient = options.requestsPerClient ?? 4;
   const side = options.imageSide ?? 224;
-  const delay = options.maxQueueDelayMs ?? 2;
+  const delays = options.queueDelaysMs ?? [0, 1, 2, 5];
   const rounds = options.rounds ?? 5;
   const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "reward-bench-" }));
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -235,29 +144,54 @@ export async function runRewardBench(
 
     // The service as its own process: max_batch = batch (one request = one inference), max_batch 1,
     // and dynamic batching over `clients` batch-1 callers.
-    const start = async (maxBatch: number, queueDelayMs: number) => {
+    const start = async (maxBatch: number, queueDelayMs: number, extra: string[] = []) => {
       const service = await spawnService([
         `--model-root=${root}`,
         "--no-builtins",
         "--preload=bench@1=bench/1",
         `--max-batch=${maxBatch}`,
         `--max-queue-delay-ms=${queueDelayMs}`,
+        ...extra,
       ]);
       cleanups.push(() => service.stop());
       return service;
     };
     const whole = await start(batch, 0);
+    // The same service with ONNX Runtime on one thread: on a 2-core machine that leaves a core to
+    // the transport (client encode, server receive/decode) while a batch is in inference. And the
+    // "before" of the ORT threads: spin-waiting after each run (ORT's default, ours until issue 21).
+    const lean = await start(batch, 0, ["--intra-op-threads=1"]);
+    const spinning = await start(batch, 0, ["--ort-spinning"]);
     const single = await start(1, 0);
-    const dynamic = await start(clients, delay);
+    const dynamics = await Promise.all(delays.map((d) => start(clients, d)));
     const client = createClient(RewardService, whole.address);
-    cleanups.push(() => client.close());
+    const leanClient = createClient(RewardService, lean.address);
+    const spinClient = createClient(RewardService, spinning.address);
+    cleanups.push(() => client.close(), () => leanClient.close(), () => spinClient.close());
+    // Per gRPC mode: wall ms and the server's handler ms (rdpo-server-ms trailer) of each request.
+    const profile = new Map<string, { wall: number[]; server: number[] }>();
+    const profiled = async (name: string, c: typeof client) => {
+      const p = profile.get(name) ?? { wall: [], server: [] };
+      profile.set(name, p);
+      const t0 = performance.now();
+      await c.score(request, {
+        onTrailer: (m) => p.server.push(Number(m.get(SERVER_TIME_TRAILER)[0] ?? NaN)),
+      });
+      p.wall.push(performance.now() - t0);
+    };
+    const inFlight = (name: string, c: typeof client, n: number) => async () => {
+      let next = 0;
+      await Promise.all(Array.from({ length: n }, async () => {
+        while (next++ < requests) await profiled(name, c);
+      }));
+    };
     const pool = (address: string) => {
       const made = Array.from({ length: clients }, () => createClient(RewardService, address));
       cleanups.push(() => made.forEach((c) => c.close()));
       return made;
     };
     const singlePool = pool(single.address);
-    const dynamicPool = pool(dynamic.address);
+    const dynamicPools = dynamics.map((d) => pool(d.address));
     const batchSizes = new Map<string, number[]>();
     const concurrent = (name: string, callers: typeof singlePool) => async () => {
       await Promise.all(callers.map(async (c, i) => {
@@ -295,20 +229,36 @@ export async function runRewardBench(
         mode: "Score over gRPC, 1 request at a time",
         note: "service process on loopback; transfer and inference never overlap",
         images: requests * batch,
-        run: async () => {
-          for (let i = 0; i < requests; i++) await client.score(request);
-        },
+        run: inFlight("grpc1", client, 1),
       },
       {
         comparison: overhead,
         mode: `Score over gRPC, ${pipeline} requests in flight`,
         note: "the next request arrives while the current one is in inference",
         images: requests * batch,
+        run: inFlight("grpc2", client, pipeline),
+      },
+      {
+        comparison: overhead,
+        mode: `Score over gRPC, ${pipeline} in flight, service ORT 1 thread`,
+        note: "--intra-op-threads=1: a core stays free for the transport",
+        images: requests * batch,
+        run: inFlight("grpc2lean", leanClient, pipeline),
+      },
+      {
+        comparison: overhead,
+        mode: `Score over gRPC, ${pipeline} in flight, service ORT threads spinning (before)`,
+        note: "--ort-spinning: ORT's default, idle pool threads spin-wait after each run",
+        images: requests * batch,
+        run: inFlight("grpc2spin", spinClient, pipeline),
+      },
+      {
+        comparison: overhead,
+        mode: "scorer called directly, again after the gRPC rows",
+        note: "order check: the first row measured again at the group's end",
+        images: requests * batch,
         run: async () => {
-          let next = 0;
-          await Promise.all(Array.from({ length: pipeline }, async () => {
-            while (next++ < requests) await client.score(request);
-          }));
+          for (let i = 0; i < requests; i++) await scorer.score(images, []);
         },
       },
       {
@@ -336,26 +286,52 @@ export async function runRewardBench(
         images: clients * perClient,
         run: concurrent("single", singlePool),
       },
-      {
+      ...delays.map((d, i) => ({
         comparison: concurrency,
-        mode: `dynamic batching (max_batch ${clients}, delay ${delay} ms)`,
+        mode: `dynamic batching (max_batch ${clients}, delay ${d} ms)`,
         note: "",
         images: clients * perClient,
-        run: concurrent("dynamic", dynamicPool),
-      },
+        run: concurrent(`dynamic${d}`, dynamicPools[i]),
+      })),
     ];
     for (let i = 0; i < WARMUP; i++) {
       await scorer.score(images, []);
       await core.score(request);
       await client.score(request);
+      await leanClient.score(request);
+      await spinClient.score(request);
       await concurrent("warm-up", singlePool)();
-      await concurrent("warm-up", dynamicPool)();
+      for (const p of dynamicPools) await concurrent("warm-up", p)();
     }
     batchSizes.clear();
     const rows = await measure(modes, rounds);
-    for (const [name, row] of [["single", rows[6]], ["dynamic", rows[7]]] as const) {
+    const rowOf = (mode: string) => rows.find((r) => r.mode === mode)!;
+    const batchRows: [string, RewardBenchRow][] = [
+      ["single", rowOf("max_batch 1 (batch-1 inferences, one at a time)")],
+      ...delays.map((d) =>
+        [`dynamic${d}`, rowOf(`dynamic batching (max_batch ${clients}, delay ${d} ms)`)] as [
+          string,
+          RewardBenchRow,
+        ]
+      ),
+    ];
+    for (const [name, row] of batchRows) {
       const sizes = batchSizes.get(name) ?? [];
       row.note = `mean batch ${(sizes.reduce((a, b) => a + b, 0) / Math.max(1, sizes.length)).toFixed(1)}`;
+    }
+    const grpcRows: [string, string][] = [
+      ["grpc1", "Score over gRPC, 1 request at a time"],
+      ["grpc2", `Score over gRPC, ${pipeline} requests in flight`],
+      ["grpc2lean", `Score over gRPC, ${pipeline} in flight, service ORT 1 thread`],
+      ["grpc2spin", `Score over gRPC, ${pipeline} in flight, service ORT threads spinning (before)`],
+    ];
+    for (const [name, mode] of grpcRows) {
+      const p = profile.get(name);
+      if (!p) continue;
+      const server = p.server.filter(Number.isFinite);
+      rowOf(mode).note += `; per request: wall ${median(p.wall).toFixed(1)} ms, server handler ${
+        median(server).toFixed(1)
+      } ms (median)`;
     }
     cleanups.unshift(() => registry.closeAll(), () => scorer.close());
     onResult?.(model, rows);
@@ -383,6 +359,36 @@ export function formatRewardBench(model: string, rows: RewardBenchRow[]): string
   );
 }
 
+/**
+ * The issue-21 goals read off the rows: gRPC with requests in flight against the direct scorer
+ * (>= 0.8x), and what dynamic batching gains under concurrent batch-1 clients against what the
+ * scorer itself gains from one big batch (>= 0.9 of it), per queue delay; the best delay is named.
+ */
+export function formatRewardGoals(rows: RewardBenchRow[]): string {
+  const by = (comparison: string) => rows.filter((r) => r.comparison.startsWith(comparison));
+  const overhead = by("gRPC overhead");
+  const ceiling = by("scorer batch scaling");
+  const concurrency = rows.filter((r) => r.comparison.includes("concurrent clients"));
+  const lines = ["| goal | measured | target | met |", "| --- | ---: | ---: | --- |"];
+  for (const r of overhead.filter((r) => r.mode.includes("in flight"))) {
+    lines.push(
+      `| ${r.mode} / direct scorer | ${r.ratio.toFixed(2)}x | 0.80x | ${r.ratio >= 0.8 ? "yes" : "no"} |`,
+    );
+  }
+  const scorerGain = ceiling.length === 2 ? ceiling[1].ratio : NaN;
+  let best: RewardBenchRow | null = null;
+  for (const r of concurrency.slice(1)) {
+    const share = r.ratio / scorerGain;
+    if (!best || r.ratio > best.ratio) best = r;
+    lines.push(
+      `| ${r.mode}: gain ${r.ratio.toFixed(2)}x vs scorer batch gain ${scorerGain.toFixed(2)}x | ` +
+        `${share.toFixed(2)} | 0.90 | ${share >= 0.9 ? "yes" : "no"} |`,
+    );
+  }
+  if (best) lines.push("", `best queue delay this run: ${best.mode}`);
+  return lines.join("\n");
+}
+
 if (import.meta.main) {
   const { values } = parseFlags(Deno.args, {
     batch: { type: "int", default: 8, min: 1 },
@@ -391,8 +397,12 @@ if (import.meta.main) {
     clients: { type: "int", default: 32, min: 1 },
     requestsPerClient: { type: "int", default: 4, min: 1 },
     imageSide: { type: "int", default: 224, min: 1 },
-    maxQueueDelayMs: { type: "number", default: 2, min: 0 },
+    queueDelaysMs: { type: "string", default: "0,1,2,5", description: "comma-separated ms" },
     rounds: { type: "int", default: 5, min: 1 },
   });
-  await runRewardBench(values, (model, rows) => console.log(formatRewardBench(model, rows)));
+  const queueDelaysMs = values.queueDelaysMs.split(",").map(Number);
+  await runRewardBench(
+    { ...values, queueDelaysMs },
+    (model, rows) => console.log(formatRewardBench(model, rows) + "\n\n" + formatRewardGoals(rows)),
+  );
 }

@@ -466,6 +466,8 @@ export function bundleFiles(m: BundleManifest): [string, string][] {
 export interface CreateScorerOptions {
   executionProvider?: ExecutionProvider;
   intraOpNumThreads?: number;
+  /** ORT pool threads spin-wait after runs (default false; see onnx_session.ts). */
+  allowSpinning?: boolean;
 }
 
 /**

@@ -53,7 +53,10 @@ export const REWARD_FLAGS = {
   maxQueueDelayMs: {
     type: "number",
     env: env("MAX_QUEUE_DELAY_MS"),
-    default: 5,
+    // Chosen by measurement (services/reward/PERFORMANCE.md, `deno task bench --only reward`):
+    // under 32 batch-1 clients batches fill while the scorer is busy (mean batch ~11 at every delay
+    // tried), so a long delay only adds latency; 1 ms was best or near best in every run.
+    default: 1,
     min: 0,
     max: MAX_QUEUE_DELAY_LIMIT_MS,
     description: "default dynamic-batching queue delay per scorer version",
@@ -72,6 +75,12 @@ export const REWARD_FLAGS = {
     min: 0,
     max: 1024,
     description: "ONNX Runtime intra-op threads (0: its default)",
+  },
+  ortSpinning: {
+    type: "bool",
+    env: env("ORT_SPINNING"),
+    default: false,
+    description: "ONNX Runtime pool threads spin-wait after a run (ORT's default; off: they sleep)",
   },
   preload: {
     type: "string",
@@ -205,6 +214,7 @@ export async function setupReward(
       modelRoot: flags.modelRoot,
       executionProvider: flags.executionProvider as ExecutionProvider,
       intraOpNumThreads: flags.intraOpThreads,
+      allowSpinning: flags.ortSpinning,
     }),
     defaultBatching: { maxBatch: flags.maxBatch, maxQueueDelayMs: flags.maxQueueDelayMs },
     defaultDrainTimeoutMs: flags.drainTimeoutMs,

@@ -16,6 +16,8 @@ export interface BundleFactoryOptions {
   executionProvider?: ExecutionProvider;
   /** ONNX Runtime intra-op threads (0 = its default). */
   intraOpNumThreads?: number;
+  /** ONNX Runtime pool threads spin-wait after runs (default false). */
+  allowSpinning?: boolean;
 }
 
 export function bundleScorerFactory(options: BundleFactoryOptions = {}): ScorerFactory {
@@ -36,6 +38,7 @@ export function bundleScorerFactory(options: BundleFactoryOptions = {}): ScorerF
     return await createScorer(source.bundlePath, manifest, {
       executionProvider: options.executionProvider,
       intraOpNumThreads: options.intraOpNumThreads,
+      allowSpinning: options.allowSpinning,
     });
   };
 }

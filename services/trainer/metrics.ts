@@ -30,6 +30,10 @@ export interface StepMetrics {
   step_seconds: number;
   /** Time spent on the wire (RPC time minus server-reported compute), ms. */
   wire_ms: number;
+  /** RPCs the step made (retries included) and the encoded message bytes they sent and received. */
+  rpcs?: number;
+  wire_bytes_sent?: number;
+  wire_bytes_received?: number;
   /** Wall time per phase in ms, e.g. {sample: 812, score: 95, train: 402}. */
   phases: Record<string, number>;
   grad_norm?: number;

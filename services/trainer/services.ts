@@ -18,30 +18,48 @@ import { retryPolicyFromConfig, withRetry } from "./retry.ts";
 export type PolicyClient = ClientOf<typeof PolicyService>;
 export type RewardClient = ClientOf<typeof RewardService>;
 
-/** Accumulated timing of the calls made since the last `take()`. */
+/** What `CallClock.take()` hands out: the calls since the previous take. */
+export interface CallTotals {
+  calls: number;
+  totalMs: number;
+  serverMs: number;
+  wireMs: number;
+  retries: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+/** Accumulated timing and message sizes of the calls made since the last `take()`. */
 export class CallClock {
   calls = 0;
   totalMs = 0;
   serverMs = 0;
   retries = 0;
+  /** Encoded message bytes sent and received by the calls (requests, responses). */
+  bytesSent = 0;
+  bytesReceived = 0;
 
   /** Wire cost: wall time not spent computing on the server. */
   get wireMs(): number {
     return Math.max(0, this.totalMs - this.serverMs);
   }
 
-  take(): { calls: number; totalMs: number; serverMs: number; wireMs: number; retries: number } {
+  take(): CallTotals {
     const r = {
       calls: this.calls,
       totalMs: this.totalMs,
       serverMs: this.serverMs,
       wireMs: this.wireMs,
       retries: this.retries,
+      bytesSent: this.bytesSent,
+      bytesReceived: this.bytesReceived,
     };
     this.calls =
       this.totalMs =
       this.serverMs =
       this.retries =
+      this.bytesSent =
+      this.bytesReceived =
         0;
     return r;
   }
@@ -54,7 +72,11 @@ export interface TrainerServices {
   /** Runs one RPC with its deadline and the retry policy; `name` selects the deadline key. */
   call<T>(
     name: RpcName,
-    fn: (options: { timeoutMs: number; onTrailer: (m: Metadata) => void }) => Promise<T>,
+    fn: (options: {
+      timeoutMs: number;
+      onTrailer: (m: Metadata) => void;
+      onMessageBytes: (sent: number, received: number) => void;
+    }) => Promise<T>,
   ): Promise<T>;
   close(): void;
 }
@@ -103,6 +125,10 @@ export function connectServices(
               onTrailer: (m) => {
                 const v = Number(m.get(SERVER_TIME_TRAILER)[0]);
                 if (Number.isFinite(v)) serverMs = v;
+              },
+              onMessageBytes: (sent, received) => {
+                clock.bytesSent += sent;
+                clock.bytesReceived += received;
               },
             });
           } finally {

@@ -94,6 +94,19 @@ export async function scoreImages(
   return total;
 }
 
+/**
+ * Scores several image groups with one Score call per scorer (issue 21: a fine-tune step's
+ * candidates and its parents travel together instead of in two calls); one result per group.
+ */
+export async function scoreGroups(
+  ctx: { config: RunConfig; services: TrainerServices },
+  groups: { images: Image[]; prompts: string[] }[],
+): Promise<number[][]> {
+  const all = await scoreImages(ctx, groups.flatMap((g) => g.images), groups.flatMap((g) => g.prompts));
+  let at = 0;
+  return groups.map((g) => all.slice(at, at += g.images.length));
+}
+
 /** Rows of a [N, ...] float32 tensor message as subarrays of D values. */
 function rows(t: Tensor | undefined, field: string, d: number): Float32Array[] {
   const { data } = decodeFloat32(field, t);
@@ -185,10 +198,11 @@ async function collectSharedParent(
     let candRewards: number[] | null = null;
     if (needQ) {
       const candPrompts = prompts.flatMap((p) => new Array(k).fill(p));
-      candRewards = await timed("score", () => scoreImages(ctx, res.candidateImages, candPrompts), i, train);
-      if (estimator === "delta_q" && qParent === null) {
-        qParent = await timed("score", () => scoreImages(ctx, res.parentImages, prompts), i, train);
-      }
+      const groups = [{ images: res.candidateImages, prompts: candPrompts }];
+      if (estimator === "delta_q" && qParent === null) groups.push({ images: res.parentImages, prompts });
+      const scored = await timed("score", () => scoreGroups(ctx, groups), i, train);
+      candRewards = scored[0];
+      if (scored.length > 1) qParent = scored[1];
       const t0 = performance.now();
       const [pairsBefore, tiesBefore] = [pairs.length, skippedTies];
       for (let j = 0; j < b; j++) {
@@ -288,11 +302,10 @@ async function collectIndependent(
     if (train) {
       let rewards: number[] | null = null;
       if (needQ) {
-        const q = await timed("score", () => scoreImages(ctx, res.candidateImages, trajPrompts), i, train);
-        if (estimator === "delta_q") {
-          const qt = await timed("score", () => scoreImages(ctx, res.parentImages, trajPrompts), i, train);
-          rewards = q.map((v, j) => candidateStepRewards("delta_q", { next: [v], current: qt[j] })[0]);
-        } else rewards = q;
+        const groups = [{ images: res.candidateImages, prompts: trajPrompts }];
+        if (estimator === "delta_q") groups.push({ images: res.parentImages, prompts: trajPrompts });
+        const [q, qt] = await timed("score", () => scoreGroups(ctx, groups), i, train);
+        rewards = qt ? q.map((v, j) => candidateStepRewards("delta_q", { next: [v], current: qt[j] })[0]) : q;
       }
       recorded.push({ stepIndex: i, parents: x.slice(), nexts: next.slice(), rewards });
     }

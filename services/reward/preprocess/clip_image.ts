@@ -14,6 +14,8 @@
 import { InvalidArgumentError } from "../../../lib/errors.ts";
 import { type RgbImage, validateRgbImage } from "../../../lib/image/png.ts";
 import { PIL_BICUBIC, pilResize } from "./pil_resize.ts";
+import { type ResizeCropPlan, ResizePlanCache, runResizeCropPlan } from "./resize_plan.ts";
+import { WasmResampler } from "./resize_wasm.ts";
 import { torchResizeBicubic } from "./torch_resize.ts";
 
 /** OpenAI CLIP normalization constants (`OPENAI_DATASET_MEAN/STD`). */
@@ -57,16 +59,74 @@ export function centerCropOffsets(
   return [off(height), off(width)];
 }
 
-/** Shortest side to `size` (PIL bicubic), then the `size x size` center crop, as uint8 RGB. */
+function checkSize(size: number): void {
+  if (!Number.isInteger(size) || size < 1) {
+    throw new InvalidArgumentError("size", `must be a positive integer, got ${size}`);
+  }
+}
+
+/** Plans of the images seen lately (a service sees few distinct sizes; 32 bound the memory). */
+const PLANS = new ResizePlanCache(32);
+
+/**
+ * Shortest side to `size` (PIL bicubic), then the `size x size` center crop, as uint8 RGB, by a
+ * cached crop-aware plan (resize_plan.ts; the same bytes as `clipResizeAndCropReference`).
+ */
 export function clipResizeAndCrop(
   image: RgbImage,
   size = 224,
   variant: "transformers" | "torchvision" = "transformers",
 ): RgbImage {
-  validateRgbImage(image);
-  if (!Number.isInteger(size) || size < 1) {
-    throw new InvalidArgumentError("size", `must be a positive integer, got ${size}`);
+  const out = new Uint8ClampedArray(size * size * 3);
+  resizeAndCropInto(image, size, variant, out);
+  return { width: size, height: size, data: new Uint8Array(out.buffer) };
+}
+
+/** The SIMD kernels (resize_wasm.ts), or null where WebAssembly SIMD is missing (the JS passes run). */
+let wasm: WasmResampler | null | undefined;
+function resampler(): WasmResampler | null {
+  if (wasm === undefined) {
+    try {
+      wasm = new WasmResampler();
+    } catch {
+      wasm = null;
+    }
   }
+  return wasm;
+}
+
+function planFor(image: RgbImage, size: number, variant: "transformers" | "torchvision"): ResizeCropPlan {
+  validateRgbImage(image);
+  checkSize(size);
+  const [rw, rh] = shortestEdgeSize(image.width, image.height, size);
+  const [top, left] = centerCropOffsets(rw, rh, size, variant);
+  const { width: inWidth, height: inHeight } = image;
+  return PLANS.get({ inWidth, inHeight, resizedWidth: rw, resizedHeight: rh, size, top, left });
+}
+
+function resizeAndCropInto(
+  image: RgbImage,
+  size: number,
+  variant: "transformers" | "torchvision",
+  out: Uint8ClampedArray,
+): void {
+  const plan = planFor(image, size, variant);
+  const w = resampler();
+  if (w) w.resizeCrop(plan, image.data, out);
+  else runResizeCropPlan(plan, image.data, out);
+}
+
+/**
+ * The straightforward form: the whole image through the reference port (pil_resize.ts), then the
+ * crop. Kept as the oracle of the plan's tests and as the "before" row of the preprocessing bench.
+ */
+export function clipResizeAndCropReference(
+  image: RgbImage,
+  size = 224,
+  variant: "transformers" | "torchvision" = "transformers",
+): RgbImage {
+  validateRgbImage(image);
+  checkSize(size);
   const [rw, rh] = shortestEdgeSize(image.width, image.height, size);
   const resized = pilResize({ ...image, channels: 3 }, rw, rh, PIL_BICUBIC);
   const [top, left] = centerCropOffsets(rw, rh, size, variant);
@@ -91,6 +151,46 @@ const f = Math.fround;
 const INV_255 = 1 / 255;
 
 /**
+ * The normalized value of every (channel, byte): `lut[c * 256 + v]`, with the variant's rescale
+ * arithmetic, then `(x - mean) / std` in float32. Tables are cached per (mean, std, variant).
+ */
+function normalizationTable(options: NormalizeOptions): Float32Array {
+  const { mean, std } = checkStats(options);
+  const torchvision = options.variant === "torchvision";
+  const key = `${torchvision ? "tv" : "tf"}:${mean.join(",")}:${std.join(",")}`;
+  const cached = TABLES.get(key);
+  if (cached) return cached;
+  const lut = new Float32Array(3 * 256);
+  for (let c = 0; c < 3; c++) {
+    const m = mean[c], s = std[c];
+    for (let v = 0; v < 256; v++) {
+      // float32 division is correctly rounded, and so is fround of the float64 quotient (53 >= 2*24+2).
+      const x = torchvision ? f(v / 255) : f(v * INV_255);
+      lut[c * 256 + v] = f(f(x - m) / s);
+    }
+  }
+  if (TABLES.size >= 16) TABLES.delete(TABLES.keys().next().value!);
+  TABLES.set(key, lut);
+  return lut;
+}
+const TABLES = new Map<string, Float32Array>();
+
+/** HWC bytes (`plane` pixels) to normalized CHW float32 at `out[offset]` through `lut`. */
+function writeChw(
+  data: ArrayLike<number>,
+  plane: number,
+  lut: Float32Array,
+  out: Float32Array,
+  offset: number,
+) {
+  for (let c = 0; c < 3; c++) {
+    const base = offset + c * plane;
+    const lb = c * 256;
+    for (let i = 0, p = c; i < plane; i++, p += 3) out[base + i] = lut[lb + data[p]];
+  }
+}
+
+/**
  * Writes one cropped uint8 image into `out` at `offset` as normalized CHW float32, with the
  * variant's rescale arithmetic, then `(x - mean) / std` in float32.
  */
@@ -100,22 +200,19 @@ export function normalizeUint8ToChw(
   offset: number,
   options: NormalizeOptions = {},
 ): void {
-  const { mean, std } = checkStats(options);
-  const plane = image.width * image.height;
-  const torchvision = options.variant === "torchvision";
-  // The value depends only on (byte, channel): a 256-entry table per channel, same arithmetic.
-  const lut = new Float32Array(256);
-  for (let c = 0; c < 3; c++) {
-    const m = mean[c], s = std[c];
-    for (let v = 0; v < 256; v++) {
-      // float32 division is correctly rounded, and so is fround of the float64 quotient (53 >= 2*24+2).
-      const x = torchvision ? f(v / 255) : f(v * INV_255);
-      lut[v] = f(f(x - m) / s);
+  writeChw(image.data, image.width * image.height, normalizationTable(options), out, offset);
+}
+
+/** Names the failing image of a batch in the error. */
+function perImage(images: RgbImage[], each: (img: RgbImage, n: number) => void): void {
+  images.forEach((img, n) => {
+    try {
+      each(img, n);
+    } catch (e) {
+      if (e instanceof InvalidArgumentError) throw new InvalidArgumentError(`images[${n}]`, e.message);
+      throw e;
     }
-    const base = offset + c * plane;
-    const data = image.data;
-    for (let i = 0, p = c; i < plane; i++, p += 3) out[base + i] = lut[data[p]];
-  }
+  });
 }
 
 /** CLIP pixel values for a batch: Float32Array of shape [N, 3, size, size]. */
@@ -124,14 +221,32 @@ export function clipPixelValues(
   size = 224,
   options: NormalizeOptions = {},
 ): Float32Array {
-  const out = new Float32Array(images.length * 3 * size * size);
-  images.forEach((img, n) => {
-    try {
-      normalizeUint8ToChw(clipResizeAndCrop(img, size, options.variant), out, n * 3 * size * size, options);
-    } catch (e) {
-      if (e instanceof InvalidArgumentError) throw new InvalidArgumentError(`images[${n}]`, e.message);
-      throw e;
-    }
+  checkSize(size);
+  const per = 3 * size * size;
+  const out = new Float32Array(images.length * per);
+  const lut = normalizationTable(options);
+  const variant = options.variant ?? "transformers";
+  const w = resampler();
+  const crop = w ? null : new Uint8ClampedArray(per);
+  perImage(images, (img, n) => {
+    const plan = planFor(img, size, variant);
+    if (w) return w.resizeCropNormalize(plan, img.data, lut, out, n * per);
+    runResizeCropPlan(plan, img.data, crop!);
+    writeChw(crop!, size * size, lut, out, n * per);
+  });
+  return out;
+}
+
+/** `clipPixelValues` through `clipResizeAndCropReference`: the "before" of the preprocessing bench. */
+export function clipPixelValuesReference(
+  images: RgbImage[],
+  size = 224,
+  options: NormalizeOptions = {},
+): Float32Array {
+  const per = 3 * size * size;
+  const out = new Float32Array(images.length * per);
+  perImage(images, (img, n) => {
+    normalizeUint8ToChw(clipResizeAndCropReference(img, size, options.variant), out, n * per, options);
   });
   return out;
 }
@@ -191,14 +306,7 @@ export function hpsv2ImageTensor(image: RgbImage, size = 224, options: Hpsv2Opti
 export function hpsv2PixelValues(images: RgbImage[], size = 224, options: Hpsv2Options = {}): Float32Array {
   const per = 3 * size * size;
   const out = new Float32Array(images.length * per);
-  images.forEach((img, n) => {
-    try {
-      out.set(hpsv2ImageTensor(img, size, options), n * per);
-    } catch (e) {
-      if (e instanceof InvalidArgumentError) throw new InvalidArgumentError(`images[${n}]`, e.message);
-      throw e;
-    }
-  });
+  perImage(images, (img, n) => out.set(hpsv2ImageTensor(img, size, options), n * per));
   return out;
 }
 

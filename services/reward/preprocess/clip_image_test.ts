@@ -46,6 +46,12 @@ Deno.test({
       assertEquals(ref.shape, [images.length, 3, size, size]);
       const got = clipPixelValues(images, size);
       assertAllClose(got, ref.data, { atol: 1e-5, label: "pixel_values" });
+      // Byte-identical, not only close: same uint8 crop, same float32 arithmetic as the reference.
+      const gotBits = new Uint32Array(got.buffer),
+        refBits = new Uint32Array(ref.data.buffer, ref.data.byteOffset);
+      let differ = 0;
+      for (let i = 0; i < gotBits.length; i++) if (gotBits[i] !== refBits[i]) differ++;
+      assertEquals(differ, 0, `${differ} of ${gotBits.length} float32 pixel values differ in their bits`);
     } finally {
       st.close();
     }

@@ -1,6 +1,6 @@
 import { fixturePath, hasFixtures } from "../../../lib/testing/fixtures.ts";
 import { assert, assertEquals, assertThrows } from "../../../lib/testing/assert.ts";
-import { readImageFile } from "../../../lib/image/png.ts";
+import { readImageFile, type RgbImage } from "../../../lib/image/png.ts";
 import { InvalidArgumentError } from "../../../lib/errors.ts";
 import {
   fixedPointCoefficients,
@@ -9,7 +9,7 @@ import {
   PRECISION_BITS,
   precomputeCoefficients,
 } from "./pil_resize.ts";
-import { clipResizeAndCrop } from "./clip_image.ts";
+import { clipResizeAndCrop, clipResizeAndCropReference } from "./clip_image.ts";
 
 const RESIZE_DIR = fixturePath("resize");
 
@@ -28,20 +28,31 @@ Deno.test({
     for (const c of cases) {
       const input = await readImageFile(`${RESIZE_DIR}/${c.input}`);
       const expected = await readImageFile(`${RESIZE_DIR}/${c.output}`);
-      const got = clipResizeAndCrop(input, expected.width);
-      assertEquals([got.width, got.height], [expected.width, expected.height], `${c.input}: size`);
-      let maxDiff = 0;
-      let mismatched = 0;
-      for (let i = 0; i < got.data.length; i++) {
-        const d = Math.abs(got.data[i] - expected.data[i]);
-        if (d > 0) mismatched++;
-        maxDiff = Math.max(maxDiff, d);
+      // The fast plan (wasm SIMD) and the reference port must both give Pillow's bytes.
+      for (
+        const [path, got] of [
+          ["plan", clipResizeAndCrop(input, expected.width)],
+          ["reference", clipResizeAndCropReference(input, expected.width)],
+        ] as const
+      ) {
+        checkBytes(`${c.input} (${path})`, got, expected);
       }
-      // The port aims at bit-exactness; the documented tolerance is 1/255.
-      assertEquals(mismatched, 0, `${c.input}: ${mismatched} bytes differ (max ${maxDiff})`);
     }
   },
 });
+
+function checkBytes(name: string, got: RgbImage, expected: RgbImage) {
+  assertEquals([got.width, got.height], [expected.width, expected.height], `${name}: size`);
+  let maxDiff = 0;
+  let mismatched = 0;
+  for (let i = 0; i < got.data.length; i++) {
+    const d = Math.abs(got.data[i] - expected.data[i]);
+    if (d > 0) mismatched++;
+    maxDiff = Math.max(maxDiff, d);
+  }
+  // Byte-exact: no tolerance.
+  assertEquals(mismatched, 0, `${name}: ${mismatched} bytes differ (max ${maxDiff})`);
+}
 
 Deno.test("bicubic coefficients sum to one and match the kernel at scale 1", () => {
   const c = precomputeCoefficients(10, 0, 10, 5, PIL_BICUBIC);

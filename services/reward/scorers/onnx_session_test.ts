@@ -54,3 +54,29 @@ Deno.test({
     }
   },
 });
+
+Deno.test("openSession with allowSpinning false runs the same model to the same outputs", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(
+      `${dir}/m.onnx`,
+      buildLinearImageScorerOnnx({ weights: [0.5, -1, 2], bias: 1, size: 4 }),
+    );
+    const ort = await import("onnxruntime-node");
+    const pixels = Float32Array.from({ length: 2 * 3 * 4 * 4 }, (_, i) => (i % 7) / 7);
+    const outputs: number[][] = [];
+    for (const allowSpinning of [true, false]) {
+      const s = await openSession(`${dir}/m.onnx`, { allowSpinning, intraOpNumThreads: 2 });
+      try {
+        const r = await s.run({ pixel_values: new ort.Tensor("float32", pixels, [2, 3, 4, 4]) });
+        outputs.push([...(r[s.outputNames[0]].data as Float32Array)]);
+      } finally {
+        await s.release();
+      }
+    }
+    assertEquals(outputs[0].length, 2);
+    assertEquals(outputs[1], outputs[0]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,117 @@
+/**
+ * Wire cost of whole RDPO steps (issue 21): the trainer's own loop (services/trainer/loop.ts)
+ * against real policy and reward service processes on loopback, with the tiny random model
+ * (services/policy/testing/tiny_model.ts) and the built-in JPEG reward. Every step record carries
+ * the RPCs it made, the encoded message bytes both ways and its wire time (RPC wall time minus
+ * the servers' `rdpo-server-ms`); the table shows medians over the steps after the first (warm-up).
+ *
+ * Runs the shared_parent configuration twice: estimator q and delta_q (whose first fine-tune step
+ * also scores the parents; since issue 21 in the same Score call as the candidates).
+ *
+ *   deno run -A bench/step_wire_bench.ts [--steps 5]
+ */
+import { join } from "node:path";
+import { ServiceProcess } from "../lib/process/service_process.ts";
+import { median } from "../lib/stats.ts";
+import { parseFlags } from "../lib/rpc/flags.ts";
+import { initBackend } from "../lib/tensor/backend.ts";
+import { writeTinyModel } from "../services/policy/testing/tiny_model.ts";
+import { parseConfig } from "../services/trainer/config.ts";
+import { train } from "../services/trainer/loop.ts";
+import { readMetrics, type StepMetrics } from "../services/trainer/metrics.ts";
+
+export interface StepWireRow {
+  setup: string;
+  steps: number;
+  rpcs: number;
+  bytesSent: number;
+  bytesReceived: number;
+  wireMs: number;
+  wireMsRange: [number, number];
+  stepMs: number;
+}
+
+export async function runStepWireBench({ steps = 5 } = {}): Promise<StepWireRow[]> {
+  const tmp = await Deno.makeTempDir({ prefix: "rdpo-step-wire-" });
+  const modelDir = join(tmp, "model");
+  await initBackend("cpu");
+  await writeTinyModel(modelDir, { seed: 4, std: 0.05 });
+  const promptsFile = join(tmp, "prompts.txt");
+  await Deno.writeTextFile(
+    promptsFile,
+    "a red circle\na blue square\na small green circle\na large red square\n",
+  );
+  const reward = new ServiceProcess("services/reward/main.ts", []);
+  const policy = new ServiceProcess("services/policy/main.ts", [
+    "--model-dir",
+    modelDir,
+    "--lora-rank",
+    "2",
+    "--adapter-root",
+    join(tmp, "adapters"),
+  ]);
+  const rows: StepWireRow[] = [];
+  try {
+    await reward.start();
+    await policy.start();
+    for (const estimator of ["q", "delta_q"] as const) {
+      const runDir = join(tmp, `run-${estimator}`);
+      const config = parseConfig(JSON.stringify({
+        method: "rdpo",
+        seed: 3,
+        run_dir: runDir,
+        progress: "none",
+        sampling: { num_inference_steps: 4, eta: 1.0, guidance_scale: 3.0 },
+        preference: { num_candidates: 3, finetune_step_indices: [0, 2], estimator },
+        loss: { beta: 0.1, lambda: 100 },
+        lora: { rank: 2 },
+        optimizer: { lr: 0.01 },
+        training: { steps, prompt_batch_size: 2 },
+        prompts: { file: promptsFile },
+        scorers: [{ name: "jpeg_compressibility", weight: 1 }],
+        eval: { every: 0, at_start: false, at_end: false },
+        services: { policy: policy.address, reward: reward.address },
+        checkpoint: { every: steps, keep_last: 1 },
+      }));
+      await train(config, { progress: "none", log: () => {}, skipEvaluation: true });
+      const records = (await readMetrics(join(runDir, "metrics.jsonl")))
+        .filter((r): r is StepMetrics => r.type === "step")
+        .slice(1); // the first step warms connections and JIT
+      const of = (f: (r: StepMetrics) => number) => median(records.map(f));
+      rows.push({
+        setup: `tiny model, K=3, T=4, fine-tune steps [0, 2], 2 prompts, estimator ${estimator}`,
+        steps: records.length,
+        rpcs: of((r) => r.rpcs ?? NaN),
+        bytesSent: of((r) => r.wire_bytes_sent ?? NaN),
+        bytesReceived: of((r) => r.wire_bytes_received ?? NaN),
+        wireMs: of((r) => r.wire_ms),
+        wireMsRange: [Math.min(...records.map((r) => r.wire_ms)), Math.max(...records.map((r) => r.wire_ms))],
+        stepMs: of((r) => r.step_seconds * 1000),
+      });
+    }
+  } finally {
+    await policy.stop().catch(() => {});
+    await reward.stop().catch(() => {});
+    await Deno.remove(tmp, { recursive: true });
+  }
+  return rows;
+}
+
+export function formatStepWireBench(rows: StepWireRow[]): string {
+  const kib = (n: number) => (n / 1024).toFixed(1);
+  return [
+    "| setup | steps measured | RPCs/step | KiB sent/step | KiB received/step | wire ms/step (range) | wire ms per RPC | step ms |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...rows.map((r) =>
+      `| ${r.setup} | ${r.steps} | ${r.rpcs} | ${kib(r.bytesSent)} | ${kib(r.bytesReceived)} | ` +
+      `${r.wireMs.toFixed(1)} (${r.wireMsRange[0].toFixed(1)}-${r.wireMsRange[1].toFixed(1)}) | ` +
+      `${(r.wireMs / r.rpcs).toFixed(2)} | ${r.stepMs.toFixed(0)} |`
+    ),
+  ].join("\n");
+}
+
+if (import.meta.main) {
+  const { values } = parseFlags(Deno.args, { steps: { type: "int", default: 5, min: 2 } });
+  console.log(formatStepWireBench(await runStepWireBench(values)));
+  Deno.exit(0);
+}

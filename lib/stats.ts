@@ -1,0 +1,9 @@
+/** Small statistics the benchmarks share. */
+
+/** The median of `values` (the mean of the middle two for an even count; NaN when empty). */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}

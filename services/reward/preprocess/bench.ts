@@ -1,0 +1,96 @@
+/**
+ * CLIP preprocessing (shortest side to 224 by PIL BICUBIC, center crop, normalize to CHW float32)
+ * before and after the cached crop-aware plans: `clipPixelValuesReference` (the whole image through
+ * the reference port, then the crop) against `clipPixelValues` (resize_plan.ts run by the wasm
+ * SIMD passes), interleaved A/B per round on the same images so a loaded machine skews both alike.
+ * Every round also checks the two give the same float32 bits. Prints a Markdown table: median
+ * milliseconds per image, the range over rounds, and the median of the per-round speedups.
+ *
+ *   deno run -A services/reward/preprocess/bench.ts [--rounds 15] [--per-round 4]
+ */
+
+import { median } from "../../../lib/stats.ts";
+import { parseFlags } from "../../../lib/rpc/flags.ts";
+import type { RgbImage } from "../../../lib/image/png.ts";
+import { clipPixelValues, clipPixelValuesReference } from "./clip_image.ts";
+
+export interface PreprocessBenchRow {
+  input: string;
+  variant: string;
+  referenceMs: number;
+  planMs: number;
+  referenceRange: [number, number];
+  planRange: [number, number];
+  /** Median over rounds of reference/plan time measured in the same round. */
+  speedup: number;
+}
+
+function noise(width: number, height: number, seed: number): RgbImage {
+  const data = new Uint8Array(width * height * 3);
+  let x = (seed * 2654435761) >>> 0;
+  for (let i = 0; i < data.length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    data[i] = x >>> 24;
+  }
+  return { width, height, data };
+}
+
+/** Inputs: SD1.5 samples (512), a 4:3 photo, a large photo, SD-XL size. */
+export const BENCH_INPUTS: [number, number][] = [[512, 512], [640, 480], [1024, 768], [1024, 1024]];
+
+export function runPreprocessBench(
+  { rounds = 15, perRound = 4, inputs = BENCH_INPUTS } = {},
+): PreprocessBenchRow[] {
+  const rows: PreprocessBenchRow[] = [];
+  for (const [w, h] of inputs) {
+    for (const variant of ["transformers", "torchvision"] as const) {
+      const images = Array.from({ length: perRound }, (_, i) => noise(w, h, i + 1));
+      const ref: number[] = [], plan: number[] = [], ratio: number[] = [];
+      const time = (fn: typeof clipPixelValues) => {
+        const t0 = performance.now();
+        const out = fn(images, 224, { variant });
+        return { ms: (performance.now() - t0) / perRound, out };
+      };
+      time(clipPixelValuesReference); // warm-up (JIT, plan cache)
+      time(clipPixelValues);
+      for (let r = 0; r < rounds; r++) {
+        const a = time(clipPixelValuesReference), b = time(clipPixelValues);
+        const x = new Uint32Array(a.out.buffer), y = new Uint32Array(b.out.buffer);
+        if (x.some((v, i) => v !== y[i])) throw new Error(`${w}x${h} ${variant}: outputs differ`);
+        ref.push(a.ms);
+        plan.push(b.ms);
+        ratio.push(a.ms / b.ms);
+      }
+      rows.push({
+        input: `${w}x${h}`,
+        variant,
+        referenceMs: median(ref),
+        planMs: median(plan),
+        referenceRange: [Math.min(...ref), Math.max(...ref)],
+        planRange: [Math.min(...plan), Math.max(...plan)],
+        speedup: median(ratio),
+      });
+    }
+  }
+  return rows;
+}
+
+export function formatPreprocessBench(rows: PreprocessBenchRow[]): string {
+  const r2 = ([a, b]: [number, number]) => `${a.toFixed(2)}-${b.toFixed(2)}`;
+  return [
+    "| input | variant | before: reference ms/image (range) | after: plan + wasm SIMD ms/image (range) | speedup (median of rounds) |",
+    "| --- | --- | ---: | ---: | ---: |",
+    ...rows.map((r) =>
+      `| ${r.input} | ${r.variant} | ${r.referenceMs.toFixed(2)} (${r2(r.referenceRange)}) | ` +
+      `${r.planMs.toFixed(3)} (${r2(r.planRange)}) | ${r.speedup.toFixed(1)}x |`
+    ),
+  ].join("\n");
+}
+
+if (import.meta.main) {
+  const { values } = parseFlags(Deno.args, {
+    rounds: { type: "int", default: 15, min: 1 },
+    perRound: { type: "int", default: 4, min: 1 },
+  });
+  console.log(formatPreprocessBench(runPreprocessBench(values)));
+}

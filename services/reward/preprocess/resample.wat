@@ -1,0 +1,151 @@
+;; Pillow's 8-bit separable resample passes and the CLIP normalization, in WebAssembly SIMD.
+;; The source of resample_wasm.ts (`deno task gen:wasm`); resample_wasm_test.ts checks the two agree.
+;;
+;; The arithmetic is Pillow's (Resample.c, ImagingResampleHorizontal_8bpc / Vertical_8bpc): int32
+;; accumulators starting at 1 << 21, plus byte * 22-bit tap per tap, then `>> 22` and clip to a byte.
+;; Integer sums do not depend on the order of the adds (they stay inside int32, see pil_resize.ts),
+;; so four or sixteen lanes at once give Pillow's bytes exactly. The clip is two saturating narrows:
+;; i32 -> i16 (signed saturation) then i16 -> u8 (unsigned saturation) is clip8 for any int32.
+;;
+;; All pointers are byte offsets into the exported memory, laid out by resample_wasm.ts, which also
+;; leaves 16 bytes of slack after every buffer a pass reads or writes past its last pixel.
+(module
+  (memory (export "memory") 1)
+
+  ;; Horizontal pass, two taps per step. For each of `rows` rows (stride `rowBytes` from `src`) and
+  ;; each of `outW` output pixels xx: `pairs[xx]` steps over the pixels from byte `first[xx]` of the
+  ;; row, step j reading taps 2j and 2j+1 (6 bytes) and their coefficients from `coef + (xx*maxPairs
+  ;; + j)*32`: eight i16 "high" parts (h0 h1 h0 h1 h0 h1 0 0) then eight "low" parts, where each
+  ;; 22-bit tap w = h * 2048 + l, l in [0, 2048) (so both fit i16 and w's product is exact:
+  ;; p*w = 2048*(p*h) + p*l). A byte swizzle puts (r0 r1 g0 g1 b0 b1) into zero-extended i16 lanes,
+  ;; and i32x4.dot_i16x8_s sums each channel's pair into one int32 lane. An odd tap count has a
+  ;; zero coefficient for its last pair's second tap. 3 bytes per output pixel from `dst` on (a
+  ;; 4-byte store whose 4th byte the next pixel overwrites).
+  (func (export "horizontal")
+    (param $src i32) (param $rowBytes i32) (param $rows i32) (param $outW i32)
+    (param $first i32) (param $pairs i32) (param $coef i32) (param $maxPairs i32) (param $dst i32)
+    (local $r i32) (local $xx i32) (local $row i32) (local $p i32) (local $k i32) (local $end i32)
+    (local $hi v128) (local $lo v128) (local $px v128) (local $acc v128)
+    (block $rowsDone
+      (loop $rowLoop
+        (br_if $rowsDone (i32.ge_u (local.get $r) (local.get $rows)))
+        (local.set $row (i32.add (local.get $src) (i32.mul (local.get $r) (local.get $rowBytes))))
+        (local.set $xx (i32.const 0))
+        (block $colsDone
+          (loop $colLoop
+            (br_if $colsDone (i32.ge_u (local.get $xx) (local.get $outW)))
+            (local.set $p (i32.add (local.get $row)
+              (i32.load (i32.add (local.get $first) (i32.shl (local.get $xx) (i32.const 2))))))
+            (local.set $k (i32.add (local.get $coef)
+              (i32.shl (i32.mul (local.get $xx) (local.get $maxPairs)) (i32.const 5))))
+            (local.set $end (i32.add (local.get $k)
+              (i32.shl (i32.load (i32.add (local.get $pairs) (i32.shl (local.get $xx) (i32.const 2))))
+                       (i32.const 5))))
+            (local.set $hi (v128.const i32x4 0 0 0 0))
+            (local.set $lo (v128.const i32x4 0 0 0 0))
+            (block $tapsDone
+              (loop $tapLoop
+                (br_if $tapsDone (i32.ge_u (local.get $k) (local.get $end)))
+                (local.set $px (i8x16.swizzle (v128.load64_zero (local.get $p))
+                  (v128.const i8x16 0 128 3 128 1 128 4 128 2 128 5 128 128 128 128 128)))
+                (local.set $hi (i32x4.add (local.get $hi)
+                  (i32x4.dot_i16x8_s (local.get $px) (v128.load (local.get $k)))))
+                (local.set $lo (i32x4.add (local.get $lo)
+                  (i32x4.dot_i16x8_s (local.get $px) (v128.load offset=16 (local.get $k)))))
+                (local.set $p (i32.add (local.get $p) (i32.const 6)))
+                (local.set $k (i32.add (local.get $k) (i32.const 32)))
+                (br $tapLoop)))
+            ;; (1 << 21) + 2048 * hi + lo, then >> 22 and clip8.
+            (local.set $acc (i32x4.add (i32x4.add (i32x4.shl (local.get $hi) (i32.const 11)) (local.get $lo))
+                                       (i32x4.splat (i32.const 2097152))))
+            (local.set $acc (i32x4.shr_s (local.get $acc) (i32.const 22)))
+            (local.set $acc (i16x8.narrow_i32x4_s (local.get $acc) (local.get $acc)))
+            (v128.store32_lane 0 (local.get $dst) (i8x16.narrow_i16x8_u (local.get $acc) (local.get $acc)))
+            (local.set $dst (i32.add (local.get $dst) (i32.const 3)))
+            (local.set $xx (i32.add (local.get $xx) (i32.const 1)))
+            (br $colLoop)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rowLoop))))
+
+  ;; Vertical pass. For each of `outH` output rows yy: taps `taps[yy*ksize ..][0 .. count[yy])`
+  ;; over the rows of `src` from byte offset `first[yy]` on, `stride` bytes apart; the row of
+  ;; `stride` bytes goes to `dst + yy*stride`, 16 bytes at a time (the last chunk of a row spills
+  ;; into the next row, which is written after it, and of the last row into the slack).
+  (func (export "vertical")
+    (param $src i32) (param $stride i32) (param $outH i32)
+    (param $first i32) (param $count i32) (param $taps i32) (param $ksize i32) (param $dst i32)
+    (local $yy i32) (local $i i32) (local $k0 i32) (local $end i32) (local $k i32) (local $p i32)
+    (local $base i32) (local $out i32)
+    (local $v v128) (local $lo v128) (local $hi v128) (local $w v128)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
+    (block $rowsDone
+      (loop $rowLoop
+        (br_if $rowsDone (i32.ge_u (local.get $yy) (local.get $outH)))
+        (local.set $base (i32.add (local.get $src)
+          (i32.load (i32.add (local.get $first) (i32.shl (local.get $yy) (i32.const 2))))))
+        (local.set $k0 (i32.add (local.get $taps)
+          (i32.shl (i32.mul (local.get $yy) (local.get $ksize)) (i32.const 2))))
+        (local.set $end (i32.add (local.get $k0)
+          (i32.shl (i32.load (i32.add (local.get $count) (i32.shl (local.get $yy) (i32.const 2))))
+                   (i32.const 2))))
+        (local.set $out (i32.add (local.get $dst) (i32.mul (local.get $yy) (local.get $stride))))
+        (local.set $i (i32.const 0))
+        (block $chunksDone
+          (loop $chunkLoop
+            (br_if $chunksDone (i32.ge_u (local.get $i) (local.get $stride)))
+            (local.set $a0 (i32x4.splat (i32.const 2097152)))
+            (local.set $a1 (local.get $a0))
+            (local.set $a2 (local.get $a0))
+            (local.set $a3 (local.get $a0))
+            (local.set $p (i32.add (local.get $base) (local.get $i)))
+            (local.set $k (local.get $k0))
+            (block $tapsDone
+              (loop $tapLoop
+                (br_if $tapsDone (i32.ge_u (local.get $k) (local.get $end)))
+                (local.set $v (v128.load (local.get $p)))
+                (local.set $w (v128.load32_splat (local.get $k)))
+                (local.set $lo (i16x8.extend_low_i8x16_u (local.get $v)))
+                (local.set $hi (i16x8.extend_high_i8x16_u (local.get $v)))
+                (local.set $a0 (i32x4.add (local.get $a0)
+                  (i32x4.mul (i32x4.extend_low_i16x8_u (local.get $lo)) (local.get $w))))
+                (local.set $a1 (i32x4.add (local.get $a1)
+                  (i32x4.mul (i32x4.extend_high_i16x8_u (local.get $lo)) (local.get $w))))
+                (local.set $a2 (i32x4.add (local.get $a2)
+                  (i32x4.mul (i32x4.extend_low_i16x8_u (local.get $hi)) (local.get $w))))
+                (local.set $a3 (i32x4.add (local.get $a3)
+                  (i32x4.mul (i32x4.extend_high_i16x8_u (local.get $hi)) (local.get $w))))
+                (local.set $p (i32.add (local.get $p) (local.get $stride)))
+                (local.set $k (i32.add (local.get $k) (i32.const 4)))
+                (br $tapLoop)))
+            (v128.store (i32.add (local.get $out) (local.get $i))
+              (i8x16.narrow_i16x8_u
+                (i16x8.narrow_i32x4_s (i32x4.shr_s (local.get $a0) (i32.const 22))
+                                      (i32x4.shr_s (local.get $a1) (i32.const 22)))
+                (i16x8.narrow_i32x4_s (i32x4.shr_s (local.get $a2) (i32.const 22))
+                                      (i32x4.shr_s (local.get $a3) (i32.const 22)))))
+            (local.set $i (i32.add (local.get $i) (i32.const 16)))
+            (br $chunkLoop)))
+        (local.set $yy (i32.add (local.get $yy) (i32.const 1)))
+        (br $rowLoop))))
+
+  ;; HWC bytes (`plane` pixels from `src`) -> CHW float32 at `dst`: dst[c][i] = lut[c*256 + byte].
+  (func (export "normalize") (param $src i32) (param $plane i32) (param $lut i32) (param $dst i32)
+    (local $c i32) (local $i i32) (local $p i32) (local $l i32)
+    (block $done
+      (loop $chanLoop
+        (br_if $done (i32.ge_u (local.get $c) (i32.const 3)))
+        (local.set $l (i32.add (local.get $lut) (i32.shl (local.get $c) (i32.const 10))))
+        (local.set $p (i32.add (local.get $src) (local.get $c)))
+        (local.set $i (i32.const 0))
+        (block $planeDone
+          (loop $pixLoop
+            (br_if $planeDone (i32.ge_u (local.get $i) (local.get $plane)))
+            (f32.store (local.get $dst)
+              (f32.load (i32.add (local.get $l) (i32.shl (i32.load8_u (local.get $p)) (i32.const 2)))))
+            (local.set $p (i32.add (local.get $p) (i32.const 3)))
+            (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $pixLoop)))
+        (local.set $c (i32.add (local.get $c) (i32.const 1)))
+        (br $chanLoop))))
+)

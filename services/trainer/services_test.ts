@@ -1,0 +1,76 @@
+import { toBinary } from "@bufbuild/protobuf";
+import { assert, assertEquals } from "../../lib/testing/assert.ts";
+import { startTestServer } from "../../lib/rpc/testing.ts";
+import { ScoreRequestSchema } from "../../gen/rdpo/v1/reward_pb.ts";
+import { encodeImage } from "../../lib/tensor/codec.ts";
+import { RewardCore } from "../reward/core.ts";
+import { fakeScore, FakeScorer } from "../reward/fake_scorer.ts";
+import { ScorerRegistry } from "../reward/registry.ts";
+import { addRewardService } from "../reward/service.ts";
+import { parseConfig } from "./config.ts";
+import { connectServices } from "./services.ts";
+import { scoreGroups, scoreImages } from "./trajectory.ts";
+
+async function rewardServer() {
+  const registry = new ScorerRegistry({
+    factory: (source) =>
+      Promise.resolve(new FakeScorer({ kind: "img-fake", offset: Number(source.kind.replace(/\D/g, "")) })),
+    defaultBatching: { maxBatch: 64, maxQueueDelayMs: 0 },
+    log: () => {},
+  });
+  const core = new RewardCore({ registry });
+  await core.loadScorer({ name: "a", version: "1", bundle: "", kind: "k1" });
+  await core.loadScorer({ name: "b", version: "1", bundle: "", kind: "k2" });
+  return { registry, server: await startTestServer((s) => addRewardService(s, core)) };
+}
+
+const image = (v: number) => {
+  const data = new Uint8Array(4 * 3 * 3).fill(v);
+  return { proto: encodeImage(4, 3, 3, data), rgb: { width: 4, height: 3, data } };
+};
+
+Deno.test("scoreGroups: one Score call per scorer for several groups, the same rewards as separate calls", async () => {
+  const { registry, server } = await rewardServer();
+  const config = parseConfig(
+    `scorers: [{name: a, weight: 1}, {name: b, weight: 0.5}]\nservices: {reward: "${server.address}"}\n`,
+  );
+  const services = connectServices(config);
+  try {
+    const cands = [10, 20, 30, 40].map(image), parents = [50, 60].map(image);
+    const candPrompts = ["x", "x", "yy", "yy"], parentPrompts = ["x", "yy"];
+    const ctx = { config, services };
+    services.clock.take();
+    const [qc, qp] = await scoreGroups(ctx, [
+      { images: cands.map((c) => c.proto), prompts: candPrompts },
+      { images: parents.map((c) => c.proto), prompts: parentPrompts },
+    ]);
+    const together = services.clock.take();
+    assertEquals(together.calls, 2, "one call per scorer");
+    const sepC = await scoreImages(ctx, cands.map((c) => c.proto), candPrompts);
+    const sepP = await scoreImages(ctx, parents.map((c) => c.proto), parentPrompts);
+    assertEquals(services.clock.take().calls, 4);
+    assertEquals(qc, sepC);
+    assertEquals(qp, sepP);
+    // Weighted sum of the two fakes (offsets 1 and 2; image scorers, so prompts do not count).
+    const want = (im: { rgb: { width: number; height: number; data: Uint8Array } }) =>
+      fakeScore(im.rgb, undefined, 1) + 0.5 * fakeScore(im.rgb, undefined, 2);
+    qc.forEach((v, i) => assert(Math.abs(v - want(cands[i])) < 1e-9, `candidate ${i}`));
+    // The clock counts the encoded request bytes exactly.
+    const req = (scorer: string) =>
+      toBinary(
+        ScoreRequestSchema,
+        {
+          $typeName: "rdpo.v1.ScoreRequest",
+          scorer,
+          images: [...cands, ...parents].map((c) => c.proto),
+          prompts: [...candPrompts, ...parentPrompts],
+        } as never,
+      ).length;
+    assertEquals(together.bytesSent, req("a") + req("b"));
+    assert(together.bytesReceived > 0, "response bytes counted");
+  } finally {
+    services.close();
+    await server.close();
+    await registry.closeAll();
+  }
+});
