@@ -10,49 +10,63 @@
  * service vs direct scorer calls and batched vs batch-1 under 32 clients (services/reward/bench.ts).
  * Timings depend on the machine and its load: the tables are measurements, not assertions.
  */
-import { parseFlags } from "../lib/rpc/flags.ts";
+import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
+import { FlagError, type FlagSpecs } from "../lib/rpc/flags.ts";
 import { formatWireBench, runWireBench } from "./wire_bench.ts";
 
 const SECTIONS = ["wire", "model", "scorers", "reward"] as const;
-const { values } = parseFlags(Deno.args, {
+
+export const BENCH_FLAGS = {
   only: {
     type: "string",
     default: SECTIONS.join(","),
-    description: `comma-separated: ${SECTIONS.join(", ")}`,
+    description: `comma-separated sections: ${SECTIONS.join(", ")}`,
   },
-});
-const only = new Set(values.only.split(",").map((s) => s.trim()));
-for (const s of only) {
-  if (!(SECTIONS as readonly string[]).includes(s)) {
-    console.error(`--only: unknown section "${s}" (${SECTIONS.join(", ")})`);
-    Deno.exit(2);
+} as const satisfies FlagSpecs;
+
+async function bench(sections: string): Promise<void> {
+  const only = new Set(sections.split(",").map((s) => s.trim()));
+  for (const s of only) {
+    if (!(SECTIONS as readonly string[]).includes(s)) {
+      throw new FlagError(`--only: unknown section "${s}" (${SECTIONS.join(", ")})`);
+    }
+  }
+
+  console.log(`Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} logical cores\n`);
+
+  if (only.has("wire")) {
+    console.log("## gRPC wire cost (loopback) vs in-process\n");
+    console.log(formatWireBench(await runWireBench({ iterations: 100 })) + "\n");
+  }
+  if (only.has("model")) {
+    const { formatTable, runModelBench } = await import("../services/policy/model/bench.ts");
+    console.log("## UNet forward and LoRA train step per backend\n");
+    console.log(formatTable(await runModelBench({ iters: 3 })) + "\n");
+  }
+  if (only.has("scorers")) {
+    console.log("## Scorers vs raw session.run (fixture CLIP)\n");
+    try {
+      const { benchScorers } = await import("../services/reward/scorers/bench.ts");
+      await benchScorers({ batches: [1, 8], seconds: 2 });
+    } catch (e) {
+      console.log(`skipped: ${(e as Error).message}`);
+    }
+    console.log();
+  }
+  if (only.has("reward")) {
+    const { formatRewardBench, runRewardBench } = await import("../services/reward/bench.ts");
+    console.log("## Reward service: gRPC vs direct, batched vs batch-1 (32 clients)\n");
+    const { model, rows } = await runRewardBench({ rounds: 3 });
+    console.log(formatRewardBench(model, rows) + "\n");
   }
 }
 
-console.log(`Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} logical cores\n`);
+export const BENCH_COMMAND: CommandSpec<typeof BENCH_FLAGS> = {
+  name: "bench",
+  summary: "every benchmark of the project, each printed as a Markdown table",
+  flags: BENCH_FLAGS,
+  examples: ["deno task bench", "deno task bench --only wire,model"],
+  run: (values) => bench(values.only),
+};
 
-if (only.has("wire")) {
-  console.log("## gRPC wire cost (loopback) vs in-process\n");
-  console.log(formatWireBench(await runWireBench({ iterations: 100 })) + "\n");
-}
-if (only.has("model")) {
-  const { formatTable, runModelBench } = await import("../services/policy/model/bench.ts");
-  console.log("## UNet forward and LoRA train step per backend\n");
-  console.log(formatTable(await runModelBench({ iters: 3 })) + "\n");
-}
-if (only.has("scorers")) {
-  console.log("## Scorers vs raw session.run (fixture CLIP)\n");
-  try {
-    const { benchScorers } = await import("../services/reward/scorers/bench.ts");
-    await benchScorers({ batches: [1, 8], seconds: 2 });
-  } catch (e) {
-    console.log(`skipped: ${(e as Error).message}`);
-  }
-  console.log();
-}
-if (only.has("reward")) {
-  const { formatRewardBench, runRewardBench } = await import("../services/reward/bench.ts");
-  console.log("## Reward service: gRPC vs direct, batched vs batch-1 (32 clients)\n");
-  const { model, rows } = await runRewardBench({ rounds: 3 });
-  console.log(formatRewardBench(model, rows) + "\n");
-}
+if (import.meta.main) await runCommand(BENCH_COMMAND);
