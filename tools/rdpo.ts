@@ -30,11 +30,14 @@ export async function rdpoProgram(out: (text: string) => void): Promise<Command>
   const serve = program.command("serve").description("run a gRPC service").helpCommand(false)
     .usage("<service> [flags]").exitOverride()
     .configureOutput({ writeOut: out, writeErr: () => {}, outputError: () => {} });
+  const services: string[] = [];
   for (const entry of COMMANDS) {
     const spec = await entry.load();
     const [head, tail] = entry.name.split(":");
     (tail ? serve.command(tail) : program.command(head)).description(spec.summary);
+    if (tail) services.push(tail);
   }
+  serve.description(`run a gRPC service: ${services.join(", ")} (rdpo serve <service> --help)`);
   return program;
 }
 
