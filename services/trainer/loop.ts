@@ -33,7 +33,9 @@ import {
 } from "./metrics.ts";
 import { ProgressReporter } from "./progress.ts";
 import { loadPromptSets, PromptBatcher, type PromptCursor } from "./prompts.ts";
+import { join } from "node:path";
 import { buildReport } from "./report/build.ts";
+import { openMetricsSink } from "./report/tensorboard.ts";
 import { openRun } from "./run_dir.ts";
 import { connectServices, type TrainerServices } from "./services.ts";
 import { collectPairs, type TransitionPair } from "./trajectory.ts";
@@ -224,6 +226,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
       log(`${what}: attempt ${attempt} failed (${(error as Error).message}); retrying`),
   });
   const log = options.log ?? ((line: string) => console.error(line));
+  const sink = await openMetricsSink(config.report_to, run.paths.root);
   try {
     const info = await services.call("get_info", (o) => services.policy.getInfo({}, o));
     const latentShape = info.latentShape.map(Number);
@@ -266,6 +269,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
       for (const model of models) {
         const { record } = await evaluateModel(evalCtx, model, evalPrompts, step);
         await appendMetrics(run.paths.metrics, record);
+        await sink.record(record);
         options.onRecord?.(record, 0);
         say(
           `eval step ${step} ${model}: ` +
@@ -361,6 +365,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
         wireTotal += clock.wireMs;
         wireSteps += 1;
         await appendMetrics(run.paths.metrics, record);
+        await sink.record(record);
         reporter.step({
           step: pos.step,
           loss: record.loss,
@@ -442,6 +447,8 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
         records,
       });
       reportPath = built.html;
+      const gridFile = built.files.find((f) => f.endsWith("grid.png"));
+      if (gridFile) await sink.grid(pos.step, await Deno.readFile(join(run.paths.root, gridFile)));
       say(`report: ${reportPath}`);
     }
     return {
@@ -455,5 +462,6 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
     };
   } finally {
     services.close();
+    await sink.close();
   }
 }
