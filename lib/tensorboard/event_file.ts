@@ -13,6 +13,18 @@ import { decodeRecords, encodeRecord } from "./record.ts";
 
 export const FILE_VERSION = "brain.Event:2";
 
+/** PNG colour type -> TensorBoard colorspace (1 grey, 2 grey + alpha, 3 RGB, 4 RGBA). */
+const COLORSPACE: Record<number, number> = { 0: 1, 4: 2, 2: 3, 3: 3, 6: 4 };
+
+/** Width, height and TensorBoard colorspace of a PNG, from its IHDR chunk. */
+export function pngInfo(png: Uint8Array): { width: number; height: number; colorspace: number } {
+  const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  if (png.length < 26 || view.getUint32(0) !== 0x89504e47 || view.getUint32(12) !== 0x49484452) {
+    throw new RangeError("image: not a PNG (no signature and IHDR chunk)");
+  }
+  return { width: view.getUint32(16), height: view.getUint32(20), colorspace: COLORSPACE[png[25]] ?? 3 };
+}
+
 export class EventFileWriter {
   private constructor(readonly path: string, private file: Deno.FsFile) {}
 
@@ -57,13 +69,9 @@ export class EventFileWriter {
     }));
   }
 
-  /** An encoded (PNG) image of `width` x `height`, RGB unless `colorspace` says otherwise. */
-  async image(
-    step: number,
-    tag: string,
-    image: { png: Uint8Array; width: number; height: number; colorspace?: number },
-    wallTime = Date.now() / 1000,
-  ): Promise<void> {
+  /** A PNG image (its size and colour type are read from its IHDR chunk). */
+  async image(step: number, tag: string, png: Uint8Array, wallTime = Date.now() / 1000): Promise<void> {
+    const image = pngInfo(png);
     await this.write(create(EventSchema, {
       wallTime,
       step: BigInt(step),
@@ -77,8 +85,8 @@ export class EventFileWriter {
               value: {
                 width: image.width,
                 height: image.height,
-                colorspace: image.colorspace ?? 3,
-                encodedImageString: image.png,
+                colorspace: image.colorspace,
+                encodedImageString: png,
               },
             },
           }],

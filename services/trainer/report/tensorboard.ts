@@ -43,13 +43,6 @@ export function scalarsOf(record: MetricsRecord): Record<string, number> {
   return out;
 }
 
-/** Width and height from a PNG's IHDR chunk. */
-export function pngSize(png: Uint8Array): { width: number; height: number } {
-  const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
-  if (png.length < 24 || view.getUint32(12) !== 0x49484452) throw new Error("not a PNG (no IHDR chunk)");
-  return { width: view.getUint32(16), height: view.getUint32(20) };
-}
-
 /** Where a run's metrics also go besides metrics.jsonl; a no-op for report_to: none. */
 export interface MetricsSink {
   record(record: MetricsRecord): Promise<void>;
@@ -69,7 +62,7 @@ export async function openMetricsSink(target: ReportTarget, runDir: string): Pro
       const wallTime = Date.parse(record.time) / 1000;
       return writer.scalars(record.step, scalarsOf(record), Number.isFinite(wallTime) ? wallTime : undefined);
     },
-    grid: (step, png) => writer.image(step, GRID_TAG, { png, ...pngSize(png) }),
+    grid: (step, png) => writer.image(step, GRID_TAG, png),
     close: () => writer.close(),
   };
 }
