@@ -66,6 +66,12 @@ export const COMMANDS: readonly CommandEntry[] = [
     scriptArgs: ["serve"],
     load: async () => spec((await import("../services/trainer/main.ts")).TRAINER_SERVE_COMMAND),
   },
+  {
+    name: "readme",
+    script: "tools/readme_commands.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./readme_commands.ts")).README_COMMAND),
+  },
 ];
 
 /** `["serve", "policy", "--port", "0"]` -> the serve:policy entry and `["--port", "0"]`. */

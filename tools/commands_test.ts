@@ -22,7 +22,11 @@ async function run(args: string[], env: Record<string, string> = {}) {
     stdout: "piped",
     stderr: "piped",
   }).output();
-  return { code: r.code, stdout: new TextDecoder().decode(r.stdout), stderr: new TextDecoder().decode(r.stderr) };
+  return {
+    code: r.code,
+    stdout: new TextDecoder().decode(r.stdout),
+    stderr: new TextDecoder().decode(r.stderr),
+  };
 }
 
 /** Runs `jobs` two at a time (the machine has two cores). */
@@ -93,7 +97,9 @@ Deno.test({
     for (const c of COMMANDS) {
       const [head, service] = c.name.split(":");
       assert(help.stdout.includes(`\n  ${head} `), c.name);
-      if (service) assert(new RegExp(`serve .*run a gRPC service: .*\\b${service}\\b`).test(help.stdout), c.name);
+      if (service) {
+        assert(new RegExp(`serve .*run a gRPC service: .*\\b${service}\\b`).test(help.stdout), c.name);
+      }
     }
     assertEquals([typo.code, typo.stderr], [2, "rdpo: unknown command 'trian' (Did you mean train?)\n"]);
     assertEquals(serveTypo.code, 2);
@@ -103,7 +109,10 @@ Deno.test({
       [badValue.code, badValue.stderr],
       [2, "serve:policy: --port: 70000 is above the maximum 65535\n"],
     );
-    assertEquals([close.code, close.stderr], [2, "serve:policy: --prot: unknown flag; did you mean --port?\n"]);
+    assertEquals([close.code, close.stderr], [
+      2,
+      "serve:policy: --prot: unknown flag; did you mean --port?\n",
+    ]);
   },
 });
 
