@@ -67,10 +67,59 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: async () => spec((await import("../services/trainer/main.ts")).TRAINER_SERVE_COMMAND),
   },
   {
+    name: "gen",
+    script: "tools/gen.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./gen.ts")).GEN_COMMAND),
+  },
+  {
     name: "readme",
     script: "tools/readme_commands.ts",
     scriptArgs: [],
     load: async () => spec((await import("./readme_commands.ts")).README_COMMAND),
+  },
+];
+
+/**
+ * Scripts with no deno task, on the same convention (their name is their path): run them with
+ * `deno run -A <path>`. The --help test and the README cover them too.
+ */
+export const SCRIPTS: readonly CommandEntry[] = [
+  {
+    name: "tools/healthcheck.ts",
+    script: "tools/healthcheck.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./healthcheck.ts")).HEALTHCHECK_COMMAND),
+  },
+  {
+    name: "tools/sample_grid.ts",
+    script: "tools/sample_grid.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./sample_grid.ts")).SAMPLE_GRID_COMMAND),
+  },
+  {
+    name: "bench/wire_bench.ts",
+    script: "bench/wire_bench.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../bench/wire_bench.ts")).WIRE_BENCH_COMMAND),
+  },
+  {
+    name: "services/policy/model/bench.ts",
+    script: "services/policy/model/bench.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../services/policy/model/bench.ts")).MODEL_BENCH_COMMAND),
+  },
+  {
+    name: "services/reward/scorers/bench.ts",
+    script: "services/reward/scorers/bench.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../services/reward/scorers/bench.ts")).SCORER_BENCH_COMMAND),
+  },
+  {
+    name: "services/reward/bench.ts",
+    script: "services/reward/bench.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../services/reward/bench.ts")).REWARD_BENCH_COMMAND),
   },
 ];
 

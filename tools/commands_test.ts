@@ -8,7 +8,7 @@ import { createClient } from "../lib/rpc/client.ts";
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { repoRoot } from "../lib/testing/fixtures.ts";
 import denoConfig from "../deno.json" with { type: "json" };
-import { COMMANDS } from "./commands.ts";
+import { COMMANDS, SCRIPTS } from "./commands.ts";
 
 const STACK = /^\s+at .+:\d+:\d+\)?$/m;
 const BANNER = /looks like you are running TensorFlow\.js/;
@@ -51,12 +51,15 @@ Deno.test("commands: every deno task alias runs the entry point the command list
 });
 
 Deno.test({
-  name: "commands: --help exits 0 with usage, an unknown flag exits 2 with one line (every command)",
+  name:
+    "commands: --help exits 0 with usage, an unknown flag exits 2 with one line (every command and script)",
   sanitizeResources: false,
   async fn() {
-    const lines = COMMANDS.flatMap((c) => [
+    const lines = [...COMMANDS, ...SCRIPTS].flatMap((c) => [
       { c, kind: "help", args: [c.script, ...c.scriptArgs, "--help"] },
-      { c, kind: "-h", args: ["tools/rdpo.ts", ...c.name.split(":"), "-h"] },
+      SCRIPTS.includes(c)
+        ? { c, kind: "-h", args: [c.script, "-h"] }
+        : { c, kind: "-h", args: ["tools/rdpo.ts", ...c.name.split(":"), "-h"] },
       { c, kind: "unknown", args: [c.script, ...c.scriptArgs, "--no-such-flag", "1"] },
     ]);
     const results = await pooled(lines.map((l) => () => run(l.args)));

@@ -5,9 +5,9 @@
  * lands with its documentation: rerun `deno task readme` after changing a flag spec.
  */
 import { join } from "node:path";
-import { type CommandSpec, helpText, runCommand } from "../lib/cli/command.ts";
+import { type CommandSpec, helpText, isScript, runCommand } from "../lib/cli/command.ts";
 import type { FlagSpecs } from "../lib/rpc/flags.ts";
-import { COMMANDS } from "./commands.ts";
+import { COMMANDS, SCRIPTS } from "./commands.ts";
 import { rdpoHelp } from "./rdpo.ts";
 
 export const BEGIN =
@@ -29,11 +29,15 @@ export async function commandsSection(): Promise<string> {
     (await rdpoHelp()).trimEnd(),
     "```",
   ];
-  for (const entry of COMMANDS) {
+  for (const entry of [...COMMANDS, ...SCRIPTS]) {
     const spec = await entry.load();
+    if (entry === SCRIPTS[0]) {
+      parts.push("", "Scripts without a task follow the same convention (`deno run -A <path> --help`):");
+    }
+    const run = isScript(spec) ? `deno run -A ${spec.name}` : `deno task ${spec.name}`;
     parts.push(
       "",
-      `<details><summary><code>deno task ${spec.name}</code>: ${spec.summary}</summary>`,
+      `<details><summary><code>${run}</code>: ${spec.summary}</summary>`,
       "",
       "```text",
       helpText(spec).trimEnd(),

@@ -1,6 +1,6 @@
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { helpText } from "../lib/cli/command.ts";
-import { COMMANDS } from "./commands.ts";
+import { COMMANDS, SCRIPTS } from "./commands.ts";
 import { BEGIN, commandsSection, END, README, withSection } from "./readme_commands.ts";
 
 Deno.test({
@@ -10,7 +10,7 @@ Deno.test({
     const readme = await Deno.readTextFile(README);
     const section = readme.slice(readme.indexOf(BEGIN), readme.indexOf(END));
     // Every command's --help is in it, flag by flag.
-    for (const entry of COMMANDS) {
+    for (const entry of [...COMMANDS, ...SCRIPTS]) {
       const spec = await entry.load();
       for (const key of Object.keys(spec.flags)) {
         const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;

@@ -28,7 +28,10 @@ export const PROJECT_VERSION: string = denoConfig.version;
 export const HELP_WIDTH = 100;
 
 export interface CommandSpec<S extends FlagSpecs = FlagSpecs> {
-  /** The deno task name, e.g. "train" or "serve:policy"; `rdpo` spells ":" as a space. */
+  /**
+   * The deno task name, e.g. "train" or "serve:policy" (`rdpo` spells ":" as a space); for a script
+   * with no task (a single benchmark, the health probe), its path, e.g. "tools/healthcheck.ts".
+   */
   name: string;
   /** One line for the command lists. */
   summary: string;
@@ -58,11 +61,15 @@ function commandOf(spec: CommandSpec, out: (text: string) => void): Command {
     .helpOption("-h, --help", "print this help and exit");
 }
 
+/** A script with no deno task (its name is its path) is run as `deno run -A <path>`. */
+export const isScript = (spec: CommandSpec) => spec.name.endsWith(".ts");
+
 function examplesText(spec: CommandSpec): string {
   const rdpo = `deno task rdpo ${spec.name.replace(":", " ")}`;
-  const lines = [...spec.examples, `${rdpo} --help`];
+  const lines = isScript(spec) ? spec.examples : [...spec.examples, `${rdpo} --help`];
+  const also = isScript(spec) ? "" : `Also: \`${rdpo}\`. `;
   return `\nExamples:\n${lines.map((l) => `  ${l}`).join("\n")}\n\n` +
-    `Also: \`${rdpo}\`. Flags beat environment variables, which beat defaults.`;
+    `${also}Flags beat environment variables, which beat defaults.`;
 }
 
 /** What `--help` prints, exactly (the README section is built from this too). */
@@ -95,7 +102,11 @@ export function parseCommand<S extends FlagSpecs>(
   } catch (e) {
     if (e instanceof CommanderError && e.exitCode === 0) return { kind: "exit", code: 0, stdout, stderr: "" };
     if (e instanceof FlagError || e instanceof CommanderError) {
-      return { kind: "exit", code: 2, stdout: "", stderr: `${spec.name}: ${oneLine(e.message)}\n` };
+      // A missing or extra positional argument: say what the command line looks like.
+      const usage = spec.args && /argument/.test(e.message)
+        ? ` (usage: ${spec.name} [flags] ${spec.args})`
+        : "";
+      return { kind: "exit", code: 2, stdout: "", stderr: `${spec.name}: ${oneLine(e.message)}${usage}\n` };
     }
     throw e;
   }
