@@ -22,11 +22,9 @@ async function run(args: string[], env: Record<string, string> = {}) {
     stdout: "piped",
     stderr: "piped",
   }).output();
-  return {
-    code: r.code,
-    stdout: new TextDecoder().decode(r.stdout),
-    stderr: new TextDecoder().decode(r.stderr),
-  };
+  // Deno's own note while another deno process holds node_modules' lock (parallel tests) is not ours.
+  const stderr = new TextDecoder().decode(r.stderr).replace(/^Blocking waiting for file lock on .*\n/gm, "");
+  return { code: r.code, stdout: new TextDecoder().decode(r.stdout), stderr };
 }
 
 /** Runs `jobs` two at a time (the machine has two cores). */
@@ -55,12 +53,14 @@ Deno.test({
     "commands: --help exits 0 with usage, an unknown flag exits 2 with one line (every command and script)",
   sanitizeResources: false,
   async fn() {
+    // Each spawn loads a whole entry point (tfjs, ONNX Runtime): the rdpo and -h spellings are
+    // checked for two commands, the direct scripts for all.
     const lines = [...COMMANDS, ...SCRIPTS].flatMap((c) => [
       { c, kind: "help", args: [c.script, ...c.scriptArgs, "--help"] },
-      SCRIPTS.includes(c)
-        ? { c, kind: "-h", args: [c.script, "-h"] }
-        : { c, kind: "-h", args: ["tools/rdpo.ts", ...c.name.split(":"), "-h"] },
       { c, kind: "unknown", args: [c.script, ...c.scriptArgs, "--no-such-flag", "1"] },
+      ...(["train", "serve:policy"].includes(c.name)
+        ? [{ c, kind: "-h", args: ["tools/rdpo.ts", ...c.name.split(":"), "-h"] }]
+        : []),
     ]);
     const results = await pooled(lines.map((l) => () => run(l.args)));
     lines.forEach(({ c, kind }, i) => {
