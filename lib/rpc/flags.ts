@@ -69,9 +69,17 @@ function convert(key: string, spec: FlagSpec, raw: string, source: string): stri
     case "number":
     case "int": {
       const n = raw.trim() === "" ? NaN : Number(raw);
-      if (!Number.isFinite(n)) throw new FlagError(`${where}: "${raw}" is not a number`);
+      const range = spec.min !== undefined && spec.max !== undefined
+        ? ` in ${spec.min}..${spec.max}`
+        : spec.min !== undefined
+        ? ` >= ${spec.min}`
+        : spec.max !== undefined
+        ? ` <= ${spec.max}`
+        : "";
+      const allowed = ` (expected ${spec.type === "int" ? "an integer" : "a number"}${range})`;
+      if (!Number.isFinite(n)) throw new FlagError(`${where}: "${raw}" is not a number${allowed}`);
       if (spec.type === "int" && !Number.isInteger(n)) {
-        throw new FlagError(`${where}: "${raw}" is not an integer`);
+        throw new FlagError(`${where}: "${raw}" is not an integer${allowed}`);
       }
       if (spec.min !== undefined && n < spec.min) {
         throw new FlagError(`${where}: ${n} is below the minimum ${spec.min}`);
