@@ -50,6 +50,12 @@ function applyOverrides(raw: Record<string, unknown>, sets: string[]): Record<st
 }
 
 async function configFrom(path: string, sets: string[]): Promise<RunConfig> {
+  try {
+    await Deno.stat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new FlagError(`--config: no file ${path}`);
+    throw e;
+  }
   if (sets.length === 0) return await loadConfigFile(path);
   const raw = applyOverrides(parseConfigText(await Deno.readTextFile(path), path), sets);
   return parseConfig(JSON.stringify(raw), path);
