@@ -4,77 +4,93 @@
  *   deno task bench                      all sections
  *   deno task bench --only wire,model    some: wire, model, scorers, reward, dp, security
  *
- * Sections: gRPC wire cost of SD1.5-shaped payloads vs in-process (bench/wire_bench.ts); UNet forward
- * GFLOP/s and LoRA train step per tfjs backend (services/policy/model/bench.ts); scorer throughput vs
- * raw ONNX Runtime on the fixture CLIP (services/reward/scorers/bench.ts, needs ../shared); the reward
- * service vs direct scorer calls and batched vs batch-1 under 32 clients (services/reward/bench.ts);
- * data-parallel RDPO steps with 1-3 policy processes on loopback (bench/dp_bench.ts).
- * and plaintext vs TLS vs mutual TLS (+ token) per new channel and per call (bench/security_bench.ts).
+ * Sections: gRPC wire cost of SD1.5-shaped payloads vs in-process (bench/wire_bench.ts) and an RDPO
+ * step's RPCs, bytes and wire time (bench/step_wire_bench.ts); UNet forward GFLOP/s and LoRA train step
+ * per tfjs backend (services/policy/model/bench.ts); CLIP preprocessing before/after and scorer
+ * throughput vs raw ONNX Runtime on the fixture CLIP (services/reward/preprocess/bench.ts,
+ * services/reward/scorers/bench.ts, need ../shared); the reward service vs direct scorer calls and
+ * batched vs batch-1 under 32 clients (services/reward/bench.ts); data-parallel RDPO steps with 1-3
+ * policy processes on loopback (bench/dp_bench.ts); plaintext vs TLS vs mutual TLS (+ token) per new
+ * channel and per call (bench/security_bench.ts).
  * Timings depend on the machine and its load: the tables are measurements, not assertions.
  */
-import { parseFlags } from "../lib/rpc/flags.ts";
+import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
+import { FlagError, type FlagSpecs } from "../lib/rpc/flags.ts";
 import { formatWireBench, runWireBench } from "./wire_bench.ts";
 
 const SECTIONS = ["wire", "model", "scorers", "reward", "dp", "security"] as const;
-const { values } = parseFlags(Deno.args, {
+
+export const BENCH_FLAGS = {
   only: {
     type: "string",
     default: SECTIONS.join(","),
-    description: `comma-separated: ${SECTIONS.join(", ")}`,
+    description: `comma-separated sections: ${SECTIONS.join(", ")}`,
   },
-});
-const only = new Set(values.only.split(",").map((s) => s.trim()));
-for (const s of only) {
-  if (!(SECTIONS as readonly string[]).includes(s)) {
-    console.error(`--only: unknown section "${s}" (${SECTIONS.join(", ")})`);
-    Deno.exit(2);
+} as const satisfies FlagSpecs;
+
+async function bench(sections: string): Promise<void> {
+  const only = new Set(sections.split(",").map((s) => s.trim()));
+  for (const s of only) {
+    if (!(SECTIONS as readonly string[]).includes(s)) {
+      throw new FlagError(`--only: unknown section "${s}" (${SECTIONS.join(", ")})`);
+    }
+  }
+
+  console.log(`Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} logical cores\n`);
+
+  if (only.has("wire")) {
+    console.log("## gRPC wire cost (loopback) vs in-process\n");
+    console.log(formatWireBench(await runWireBench({ iterations: 100 })) + "\n");
+    const { formatStepWireBench, runStepWireBench } = await import("./step_wire_bench.ts");
+    console.log("## RDPO step on the wire (tiny model, real service processes)\n");
+    console.log(formatStepWireBench(await runStepWireBench({ steps: 5 })) + "\n");
+  }
+  if (only.has("model")) {
+    const { formatTable, runModelBench } = await import("../services/policy/model/bench.ts");
+    console.log("## UNet forward and LoRA train step per backend\n");
+    console.log(formatTable(await runModelBench({ iters: 3 })) + "\n");
+  }
+  if (only.has("scorers")) {
+    const { formatPreprocessBench, runPreprocessBench } = await import(
+      "../services/reward/preprocess/bench.ts"
+    );
+    console.log("## CLIP preprocessing: reference port vs cached plan + wasm SIMD (interleaved)\n");
+    console.log(formatPreprocessBench(runPreprocessBench({ rounds: 9 })) + "\n");
+    console.log("## Scorers vs raw session.run (fixture CLIP)\n");
+    try {
+      const { benchScorers } = await import("../services/reward/scorers/bench.ts");
+      await benchScorers({ batches: [1, 8], seconds: 2 });
+    } catch (e) {
+      console.log(`skipped: ${(e as Error).message}`);
+    }
+    console.log();
+  }
+  if (only.has("reward")) {
+    const { formatRewardBench, formatRewardGoals, runRewardBench } = await import(
+      "../services/reward/bench.ts"
+    );
+    console.log("## Reward service: gRPC vs direct, batched vs batch-1 (32 clients)\n");
+    const { model, rows } = await runRewardBench({ rounds: 3 });
+    console.log(formatRewardBench(model, rows) + "\n\n" + formatRewardGoals(rows) + "\n");
+  }
+  if (only.has("dp")) {
+    const { formatDpBench, runDpBench } = await import("./dp_bench.ts");
+    console.log("## Data-parallel RDPO: policy replicas on loopback (tiny model, 6 prompts per step)\n");
+    console.log(formatDpBench(await runDpBench()) + "\n");
+  }
+  if (only.has("security")) {
+    const { formatSecurityBench, runSecurityBench } = await import("./security_bench.ts");
+    console.log("## Transport security and tokens: handshake and per-call cost (loopback)\n");
+    console.log(formatSecurityBench(await runSecurityBench()) + "\n");
   }
 }
 
-console.log(`Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} logical cores\n`);
+export const BENCH_COMMAND: CommandSpec<typeof BENCH_FLAGS> = {
+  name: "bench",
+  summary: "every benchmark of the project, each printed as a Markdown table",
+  flags: BENCH_FLAGS,
+  examples: ["deno task bench", "deno task bench --only wire,model", "deno task bench --only dp,security"],
+  run: (values) => bench(values.only),
+};
 
-if (only.has("wire")) {
-  console.log("## gRPC wire cost (loopback) vs in-process\n");
-  console.log(formatWireBench(await runWireBench({ iterations: 100 })) + "\n");
-  const { formatStepWireBench, runStepWireBench } = await import("./step_wire_bench.ts");
-  console.log("## RDPO step on the wire (tiny model, real service processes)\n");
-  console.log(formatStepWireBench(await runStepWireBench({ steps: 5 })) + "\n");
-}
-if (only.has("model")) {
-  const { formatTable, runModelBench } = await import("../services/policy/model/bench.ts");
-  console.log("## UNet forward and LoRA train step per backend\n");
-  console.log(formatTable(await runModelBench({ iters: 3 })) + "\n");
-}
-if (only.has("scorers")) {
-  const { formatPreprocessBench, runPreprocessBench } = await import(
-    "../services/reward/preprocess/bench.ts"
-  );
-  console.log("## CLIP preprocessing: reference port vs cached plan + wasm SIMD (interleaved)\n");
-  console.log(formatPreprocessBench(runPreprocessBench({ rounds: 9 })) + "\n");
-  console.log("## Scorers vs raw session.run (fixture CLIP)\n");
-  try {
-    const { benchScorers } = await import("../services/reward/scorers/bench.ts");
-    await benchScorers({ batches: [1, 8], seconds: 2 });
-  } catch (e) {
-    console.log(`skipped: ${(e as Error).message}`);
-  }
-  console.log();
-}
-if (only.has("reward")) {
-  const { formatRewardBench, formatRewardGoals, runRewardBench } = await import(
-    "../services/reward/bench.ts"
-  );
-  console.log("## Reward service: gRPC vs direct, batched vs batch-1 (32 clients)\n");
-  const { model, rows } = await runRewardBench({ rounds: 3 });
-  console.log(formatRewardBench(model, rows) + "\n\n" + formatRewardGoals(rows) + "\n");
-}
-if (only.has("dp")) {
-  const { formatDpBench, runDpBench } = await import("./dp_bench.ts");
-  console.log("## Data-parallel RDPO: policy replicas on loopback (tiny model, 6 prompts per step)\n");
-  console.log(formatDpBench(await runDpBench()) + "\n");
-}
-if (only.has("security")) {
-  const { formatSecurityBench, runSecurityBench } = await import("./security_bench.ts");
-  console.log("## Transport security and tokens: handshake and per-call cost (loopback)\n");
-  console.log(formatSecurityBench(await runSecurityBench()) + "\n");
-}
+if (import.meta.main) await runCommand(BENCH_COMMAND);

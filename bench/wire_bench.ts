@@ -31,7 +31,8 @@ import {
 } from "../gen/rdpo/v1/reward_pb.ts";
 import { createClient } from "../lib/rpc/client.ts";
 import { encodeExact } from "../lib/rpc/encode.ts";
-import { parseFlags } from "../lib/rpc/flags.ts";
+import type { FlagSpecs } from "../lib/rpc/flags.ts";
+import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
 import { createServer } from "../lib/rpc/server.ts";
 import type { ImplOf } from "../lib/rpc/types.ts";
 import { decodeFloat32, decodeImages, encodeImage, encodeTensor } from "../lib/tensor/codec.ts";
@@ -236,9 +237,20 @@ export function formatWireBench(rows: WireBenchRow[]): string {
   return lines.join("\n");
 }
 
-if (import.meta.main) {
-  const { values } = parseFlags(Deno.args, { iterations: { type: "int", default: 200, min: 1 } });
-  const rows = await runWireBench({ iterations: values.iterations });
-  console.log(`Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores, loopback 127.0.0.1\n`);
-  console.log(formatWireBench(rows));
-}
+export const WIRE_BENCH_FLAGS = {
+  iterations: { type: "int", default: 200, min: 1, description: "round trips per payload" },
+} as const satisfies FlagSpecs;
+
+export const WIRE_BENCH_COMMAND: CommandSpec<typeof WIRE_BENCH_FLAGS> = {
+  name: "bench/wire_bench.ts",
+  summary: "gRPC wire cost of SD1.5-shaped payloads on loopback vs in-process (a table)",
+  flags: WIRE_BENCH_FLAGS,
+  examples: ["deno run -A bench/wire_bench.ts --iterations 50"],
+  async run(values) {
+    const rows = await runWireBench({ iterations: values.iterations });
+    console.log(`Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores, loopback 127.0.0.1\n`);
+    console.log(formatWireBench(rows));
+  },
+};
+
+if (import.meta.main) await runCommand(WIRE_BENCH_COMMAND);

@@ -10,7 +10,8 @@ import { parse as parseYaml } from "yaml";
 import { existsSync, readdirSync } from "node:fs";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseFlags } from "../lib/rpc/flags.ts";
+import type { FlagSpecs } from "../lib/rpc/flags.ts";
+import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -111,11 +112,20 @@ export async function diffTrees(generatedDir: string, committedDir: string): Pro
   return problems;
 }
 
-if (import.meta.main) {
-  const { values } = parseFlags(Deno.args, {
-    out: { type: "string", description: "output folder (default gen/)" },
-    lint: { type: "bool", default: true, description: "run buf lint first" },
-  });
-  const dir = await generate({ outDir: values.out, lint: values.lint });
-  console.log(`generated ${dir}`);
-}
+export const GEN_FLAGS = {
+  out: { type: "string", description: "output folder (default gen/)" },
+  lint: { type: "bool", default: true, description: "run buf lint first (--no-lint skips it)" },
+} as const satisfies FlagSpecs;
+
+export const GEN_COMMAND: CommandSpec<typeof GEN_FLAGS> = {
+  name: "gen",
+  summary: "buf lint + buf generate: regenerates gen/ from proto/ with protoc-gen-es",
+  flags: GEN_FLAGS,
+  examples: ["deno task gen", "deno task gen --out /tmp/gen --no-lint"],
+  async run(values) {
+    const dir = await generate({ outDir: values.out, lint: values.lint });
+    console.log(`generated ${dir}`);
+  },
+};
+
+if (import.meta.main) await runCommand(GEN_COMMAND);

@@ -12,7 +12,8 @@
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../gen/grpc/health/v1/health_pb.ts";
 import { createClient } from "../lib/rpc/client.ts";
 import { clientSecurityFromEnv, openClientSecurity, withSecurity } from "../lib/rpc/client_security.ts";
-import { FlagError, parseFlags } from "../lib/rpc/flags.ts";
+import type { FlagSpecs } from "../lib/rpc/flags.ts";
+import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
 
 /** Checks `service` on `address`; resolves to the serving status's name (e.g. "SERVING"). */
 export async function checkHealth(address: string, service = "", timeoutMs = 3000): Promise<string> {
@@ -28,29 +29,29 @@ export async function checkHealth(address: string, service = "", timeoutMs = 300
   }
 }
 
-if (import.meta.main) {
-  let values: { timeoutMs: number };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseFlags(Deno.args, {
-      timeoutMs: { type: "int", default: 3000, min: 1, description: "deadline of the Check call" },
-    }));
-  } catch (e) {
-    if (!(e instanceof FlagError)) throw e;
-    console.error(`healthcheck: ${e.message}`);
-    Deno.exit(2);
-  }
-  const [address, service = ""] = positionals;
-  if (!address || positionals.length > 2) {
-    console.error("usage: healthcheck.ts HOST:PORT [SERVICE] [--timeout-ms N]");
-    Deno.exit(2);
-  }
-  try {
-    const status = await checkHealth(address, service, values.timeoutMs);
-    console.log(`${address} ${service || "(server)"}: ${status}`);
-    Deno.exit(status === "SERVING" ? 0 : 1);
-  } catch (e) {
-    console.error(`${address} ${service || "(server)"}: ${(e as Error).message}`);
-    Deno.exit(1);
-  }
-}
+export const HEALTHCHECK_FLAGS = {
+  timeoutMs: { type: "int", default: 3000, min: 1, description: "deadline of the Check call (ms)" },
+} as const satisfies FlagSpecs;
+
+export const HEALTHCHECK_COMMAND: CommandSpec<typeof HEALTHCHECK_FLAGS> = {
+  name: "tools/healthcheck.ts",
+  summary: "gRPC health probe: exit 0 when ADDRESS answers SERVING for SERVICE (default: the server)",
+  flags: HEALTHCHECK_FLAGS,
+  args: "<address> [service]",
+  examples: [
+    "deno run -A tools/healthcheck.ts 127.0.0.1:50051",
+    "deno run -A tools/healthcheck.ts 127.0.0.1:50052 rdpo.v1.PolicyService --timeout-ms 1000",
+  ],
+  async run(values, [address, service = ""]) {
+    try {
+      const status = await checkHealth(address, service, values.timeoutMs);
+      console.log(`${address} ${service || "(server)"}: ${status}`);
+      Deno.exit(status === "SERVING" ? 0 : 1);
+    } catch (e) {
+      console.error(`${address} ${service || "(server)"}: ${(e as Error).message}`);
+      Deno.exit(1);
+    }
+  },
+};
+
+if (import.meta.main) await runCommand(HEALTHCHECK_COMMAND);

@@ -12,9 +12,10 @@
  *   deno task pretrain --out runs/pretrain --export-only     (model folder from the last checkpoint)
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { initBackend, parseBackendName } from "../lib/tensor/backend.ts";
+import { BACKENDS, initBackend, parseBackendName } from "../lib/tensor/backend.ts";
+import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
+import type { FlagSpecs } from "../lib/rpc/flags.ts";
 import { enableGradients } from "../lib/tensor/gradients.ts";
 import { readSafetensors, type TensorRecord, writeSafetensors } from "../lib/tensor/safetensors.ts";
 import { WordTokenizer } from "../lib/text/word_tokenizer.ts";
@@ -373,45 +374,45 @@ export async function pretrain(options: PretrainOptions): Promise<{ losses: numb
   return { losses, seconds };
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      steps: { type: "string", default: "20000" },
-      batch: { type: "string", default: "16" },
-      lr: { type: "string", default: "0.0005" },
-      warmup: { type: "string", default: "500" },
-      seed: { type: "string", default: "1" },
-      out: { type: "string", default: "runs/pretrain" },
-      "checkpoint-every": { type: "string", default: "500" },
-      "drop-prompt": { type: "string", default: "0.1" },
-      ema: { type: "string", default: "0.999" },
-      backend: { type: "string", default: Deno.env.get("RDPO_BACKEND") ?? "wasm" },
-      "export-only": { type: "boolean", default: false },
-    },
-  });
-  const num = (name: string, v: string) => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name}: expected a number >= 0, got "${v}"`);
-    return n;
-  };
-  const r = await pretrain({
-    steps: num("steps", values.steps!),
-    batch: num("batch", values.batch!),
-    lr: num("lr", values.lr!),
-    warmup: num("warmup", values.warmup!),
-    seed: num("seed", values.seed!),
-    out: values.out!,
-    checkpointEvery: Math.max(1, num("checkpoint-every", values["checkpoint-every"]!)),
-    dropPrompt: num("drop-prompt", values["drop-prompt"]!),
-    ema: num("ema", values.ema!),
-    backend: values.backend!,
-    exportOnly: values["export-only"],
-    log: (l) => console.log(l),
-  });
-  console.log(
-    `done: ${r.losses.length} steps, last loss ${r.losses.at(-1)?.toFixed(4)}, ${
-      r.seconds.toFixed(0)
-    } s this run`,
-  );
-}
+export const PRETRAIN_FLAGS = {
+  steps: { type: "int", default: 20000, min: 0, description: "optimizer steps (in total, over resumes)" },
+  batch: { type: "int", default: 16, min: 1, description: "images per step" },
+  lr: { type: "number", default: 0.0005, min: 0, description: "peak learning rate" },
+  warmup: { type: "int", default: 500, min: 0, description: "linear warm-up steps" },
+  seed: { type: "int", default: 1, min: 0, description: "seed of the init and the data" },
+  out: { type: "string", default: "runs/pretrain", description: "output folder (checkpoints, model/)" },
+  checkpointEvery: { type: "int", default: 500, min: 1, description: "steps between checkpoints" },
+  dropPrompt: {
+    type: "number",
+    default: 0.1,
+    min: 0,
+    max: 1,
+    description: "fraction of prompts dropped (classifier-free guidance)",
+  },
+  ema: { type: "number", default: 0.999, min: 0, max: 1, description: "EMA decay of the exported weights" },
+  backend: {
+    type: "string",
+    env: ["RDPO_BACKEND"],
+    default: "wasm",
+    choices: BACKENDS,
+    description: "tfjs backend",
+  },
+  exportOnly: { type: "bool", default: false, description: "only export model/ from the last checkpoint" },
+} as const satisfies FlagSpecs;
+
+export const PRETRAIN_COMMAND: CommandSpec<typeof PRETRAIN_FLAGS> = {
+  name: "pretrain",
+  summary: "pretrains the embedded tiny text-to-image model on the procedural shapes data",
+  flags: PRETRAIN_FLAGS,
+  examples: ["deno task pretrain --steps 200 --out runs/pretrain-smoke", "deno task pretrain --export-only"],
+  async run(values) {
+    const r = await pretrain({ ...values, log: (l) => console.log(l) });
+    console.log(
+      `done: ${r.losses.length} steps, last loss ${r.losses.at(-1)?.toFixed(4)}, ${
+        r.seconds.toFixed(0)
+      } s this run`,
+    );
+  },
+};
+
+if (import.meta.main) await runCommand(PRETRAIN_COMMAND);

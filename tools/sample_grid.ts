@@ -6,8 +6,9 @@
  *     [--prompts "a red circle on a blue background;two small green squares on a white background"] \
  *     [--samples 4] [--steps 20] [--guidance 3]
  */
-import { parseArgs } from "node:util";
-import { initBackend, parseBackendName } from "../lib/tensor/backend.ts";
+import { BACKENDS, initBackend, parseBackendName } from "../lib/tensor/backend.ts";
+import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
+import type { FlagSpecs, FlagValues } from "../lib/rpc/flags.ts";
 import { PolicyCore } from "../services/policy/core.ts";
 import { loadPipeline } from "../services/policy/pipeline.ts";
 import { writeSampleGrid } from "../services/trainer/report/grid.ts";
@@ -21,57 +22,67 @@ export const DEFAULT_GRID_PROMPTS = [
   "a large orange circle on a green background with white stripes",
 ];
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    "model-dir": { type: "string" },
-    out: { type: "string", default: "grid.png" },
-    prompts: { type: "string", default: DEFAULT_GRID_PROMPTS.join(";") },
-    samples: { type: "string", default: "4" },
-    steps: { type: "string", default: "20" },
-    guidance: { type: "string", default: "3" },
-    seed: { type: "string", default: "0" },
-    backend: { type: "string", default: "wasm" },
+export const SAMPLE_GRID_FLAGS = {
+  modelDir: { type: "string", required: true, description: "diffusers-layout model folder" },
+  out: { type: "string", default: "grid.png", description: "PNG to write" },
+  prompts: {
+    type: "string",
+    default: DEFAULT_GRID_PROMPTS.join(";"),
+    description: "semicolon-separated rows",
   },
-});
-if (!values["model-dir"]) {
-  console.error("--model-dir is required");
-  Deno.exit(2);
-}
-await initBackend(parseBackendName(values.backend!));
-const pipeline = await loadPipeline(values["model-dir"]);
-const core = new PolicyCore(pipeline, {
-  role: "reference",
-  lora: { rank: 1 },
-  adapterRoot: ".",
-  maxBatch: 64,
-  backend: values.backend!,
-});
-const prompts = values.prompts!.split(";").map((p) => p.trim()).filter(Boolean);
-const n = Number(values.samples);
-const rows = [];
-for (const [i, prompt] of prompts.entries()) {
-  const r = await core.generate({
-    conditioning: { prompts: new Array(n).fill(prompt) },
-    step: {
-      sampler: "ddim",
-      numInferenceSteps: Number(values.steps),
-      eta: 1.0,
-      guidanceScale: Number(values.guidance),
-      reduction: "mean",
-    },
-    noise: { seed: BigInt(values.seed!), stream: BigInt(i * n) },
-    batch: n,
+  samples: { type: "int", default: 4, min: 1, description: "seeds (columns) per prompt" },
+  steps: { type: "int", default: 20, min: 1, description: "DDIM steps" },
+  guidance: { type: "number", default: 3, min: 0, description: "classifier-free guidance scale" },
+  seed: { type: "int", default: 0, min: 0, description: "noise seed" },
+  backend: { type: "string", default: "wasm", choices: BACKENDS, description: "tfjs backend" },
+} as const satisfies FlagSpecs;
+
+async function sampleGrid(values: FlagValues<typeof SAMPLE_GRID_FLAGS>): Promise<void> {
+  await initBackend(parseBackendName(values.backend));
+  const pipeline = await loadPipeline(values.modelDir);
+  const core = new PolicyCore(pipeline, {
     role: "reference",
+    lora: { rank: 1 },
+    adapterRoot: ".",
+    maxBatch: 64,
+    backend: values.backend,
   });
-  rows.push(r.images);
+  const prompts = values.prompts.split(";").map((p) => p.trim()).filter(Boolean);
+  const n = values.samples;
+  const rows = [];
+  for (const [i, prompt] of prompts.entries()) {
+    const r = await core.generate({
+      conditioning: { prompts: new Array(n).fill(prompt) },
+      step: {
+        sampler: "ddim",
+        numInferenceSteps: values.steps,
+        eta: 1.0,
+        guidanceScale: values.guidance,
+        reduction: "mean",
+      },
+      noise: { seed: BigInt(values.seed), stream: BigInt(i * n) },
+      batch: n,
+      role: "reference",
+    });
+    rows.push(r.images);
+  }
+  await writeSampleGrid(values.out, {
+    title: `${values.modelDir}: DDIM ${values.steps} steps, eta 1, guidance ${values.guidance}`,
+    images: rows,
+    rowLabels: prompts,
+    columnLabels: Array.from({ length: n }, (_, i) => `seed ${i + 1}`),
+    cellSize: 96,
+  });
+  console.log(`wrote ${values.out}`);
+  core.dispose();
 }
-await writeSampleGrid(values.out!, {
-  title: `${values["model-dir"]}: DDIM ${values.steps} steps, eta 1, guidance ${values.guidance}`,
-  images: rows,
-  rowLabels: prompts,
-  columnLabels: Array.from({ length: n }, (_, i) => `seed ${i + 1}`),
-  cellSize: 96,
-});
-console.log(`wrote ${values.out}`);
-core.dispose();
+
+export const SAMPLE_GRID_COMMAND: CommandSpec<typeof SAMPLE_GRID_FLAGS> = {
+  name: "tools/sample_grid.ts",
+  summary: "samples a model folder into a labelled PNG grid (rows: prompts, columns: seeds)",
+  flags: SAMPLE_GRID_FLAGS,
+  examples: ["deno run -A tools/sample_grid.ts --model-dir models/tiny --out grid.png --samples 2"],
+  run: (values) => sampleGrid(values),
+};
+
+if (import.meta.main) await runCommand(SAMPLE_GRID_COMMAND);

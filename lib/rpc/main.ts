@@ -16,7 +16,8 @@
  * `telemetry: false`; spans are exported when the process runs with OTEL_DENO=true.
  */
 import { HealthCheckResponse_ServingStatus as Serving } from "../../gen/grpc/health/v1/health_pb.ts";
-import { FlagError, flagsHelp, type FlagSpec, type FlagSpecs, type FlagValues, parseFlags } from "./flags.ts";
+import { FlagError, type FlagSpec, type FlagSpecs, type FlagValues, parseFlags } from "./flags.ts";
+import { type CommandSpec, parseOrExit } from "../cli/command.ts";
 import {
   type BoundAddress,
   createServer,
@@ -83,6 +84,9 @@ export interface ServiceMainOptions<F extends FlagSpecs> {
   defaultPort?: number;
   /** Service-specific flags, parsed together with the common ones. */
   flags?: F;
+  /** For --help and the README: one line on what the service does, and one or two command lines. */
+  summary?: string;
+  examples?: readonly string[];
   /** Command-line arguments (default Deno.args). */
   args?: readonly string[];
   /** Environment lookup (default Deno.env.get). */
@@ -121,8 +125,7 @@ export interface RunningService<F extends FlagSpecs> {
 export async function startService<F extends FlagSpecs = Record<never, FlagSpec>>(
   options: ServiceMainOptions<F>,
 ): Promise<RunningService<F>> {
-  const prefix = options.envPrefix ?? options.name.toUpperCase().replace(/[^A-Z0-9]/g, "_");
-  const specs = { ...commonFlags(prefix, options.defaultPort ?? 0), ...(options.flags ?? {}) } as Common & F;
+  const specs = serviceFlags(options);
   const { values, positionals } = parseFlags(options.args ?? Deno.args, specs, options.env);
   const flags = values as FlagValues<Common & F>;
   const common = values as unknown as FlagValues<Common>;
@@ -183,27 +186,51 @@ export async function startService<F extends FlagSpecs = Record<never, FlagSpec>
   };
 }
 
+function prefixOf(options: { name: string; envPrefix?: string }): string {
+  return options.envPrefix ?? options.name.toUpperCase().replace(/[^A-Z0-9]/g, "_");
+}
+
+/** Every flag of a service: the common ones, then its own. */
+export function serviceFlags<F extends FlagSpecs>(options: ServiceMainOptions<F>): Common & F {
+  return { ...commonFlags(prefixOf(options), options.defaultPort ?? 0), ...(options.flags ?? {}) } as
+    & Common
+    & F;
+}
+
+/** The service as a command (`deno task serve:<name>`, `rdpo serve <name>`): help, README, rdpo. */
+export function serviceCommand<F extends FlagSpecs>(options: ServiceMainOptions<F>): CommandSpec<Common & F> {
+  return {
+    name: `serve:${options.name}`,
+    summary: options.summary ?? `serves the ${options.name} gRPC service`,
+    description: `Prints one line "listening on HOST:PORT" to stdout once serving; SIGTERM/SIGINT drain ` +
+      `in-flight calls (bounded by --drain-timeout-ms) and exit 0.`,
+    flags: serviceFlags(options),
+    examples: options.examples ?? [`deno task serve:${options.name} --port 0`],
+    run: (_values, _positionals, args) => serve({ ...options, args }),
+  };
+}
+
 /**
- * The whole life of a service process: start, print exactly one line `listening on HOST:PORT` to
- * stdout, and on SIGTERM/SIGINT drain (bounded) and exit 0. Bad flags print the problem and the
- * flag list to stderr and exit 2.
+ * The whole life of a service process: parse (help/version exit 0, a bad flag prints one line and
+ * exits 2: lib/cli/command.ts), print the settings line to stderr, start, print exactly one line
+ * `listening on HOST:PORT` to stdout, and on SIGTERM/SIGINT drain (bounded) and exit 0.
  */
 export async function runService<F extends FlagSpecs = Record<never, FlagSpec>>(
   options: ServiceMainOptions<F>,
 ): Promise<RunningService<F>> {
   const args = options.args ?? Deno.args;
-  const prefix = options.envPrefix ?? options.name.toUpperCase().replace(/[^A-Z0-9]/g, "_");
-  if (args.includes("--help") || args.includes("-h")) {
-    const specs = { ...commonFlags(prefix, options.defaultPort ?? 0), ...(options.flags ?? {}) };
-    console.error(`${options.name} service flags:\n${flagsHelp(specs)}`);
-    Deno.exit(0);
-  }
+  parseOrExit(serviceCommand(options), args);
+  return await serve({ ...options, args });
+}
+
+/** Starts (a FlagError from setup exits 2, one line), prints `listening on`, drains on signals. */
+async function serve<F extends FlagSpecs>(options: ServiceMainOptions<F>): Promise<RunningService<F>> {
   let running: RunningService<F>;
   try {
-    running = await startService({ ...options, args });
+    running = await startService(options);
   } catch (e) {
     if (e instanceof FlagError) {
-      console.error(`${options.name}: ${(e as Error).message}`);
+      console.error(`${options.name}: ${e.message}`);
       Deno.exit(2);
     }
     throw e;

@@ -4,6 +4,7 @@
  * `tensorflow` (@tensorflow/tfjs-node-gpu) is imported only when selected, because installing it
  * downloads libtensorflow and so it is never a default dependency.
  */
+import "./quiet.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import { dirname, join } from "node:path";

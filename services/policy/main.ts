@@ -1,6 +1,8 @@
 /**
- * `deno task serve:policy`: loads a diffusers-layout model folder and serves PolicyService.
+ * `deno task serve:policy`: loads a diffusers-layout model folder (the embedded `models/tiny` unless
+ * --model-dir) and serves PolicyService.
  *
+ *   deno task serve:policy
  *   deno task serve:policy --model-dir models/tiny --port 50051
  *   deno task serve:policy --model-dir /models/sd15 --backend webgpu --role reference
  *
@@ -9,7 +11,8 @@
  * during a long UNet pass; --no-worker keeps it on the main thread.
  */
 import { PolicyService } from "../../gen/rdpo/v1/policy_pb.ts";
-import { runService, type ServiceMainOptions, startService } from "../../lib/rpc/main.ts";
+import { serviceCommand, type ServiceMainOptions, startService } from "../../lib/rpc/main.ts";
+import { runCommand } from "../../lib/cli/command.ts";
 import type { FlagSpecs } from "../../lib/rpc/flags.ts";
 import { BACKENDS, initBackend, parseBackendName } from "../../lib/tensor/backend.ts";
 import { PolicyCore } from "./core.ts";
@@ -22,8 +25,8 @@ export const POLICY_FLAGS = {
   modelDir: {
     type: "string",
     env: ["POLICY_MODEL_DIR"],
-    required: true,
-    description: "diffusers-layout model folder",
+    default: "models/tiny",
+    description: "diffusers-layout model folder; models/tiny is the embedded pretrained model",
   },
   backend: {
     type: "string",
@@ -92,6 +95,11 @@ export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<
     name: "policy",
     defaultPort: 50052,
     args,
+    summary: "serves PolicyService: a Stable-Diffusion-layout model (tfjs) with LoRA",
+    examples: [
+      "deno task serve:policy",
+      "deno task serve:policy --model-dir /models/sd15 --backend webgpu --role reference --port 0",
+    ],
     flags: POLICY_FLAGS,
     async setup(server, flags) {
       const options = {
@@ -135,4 +143,7 @@ export function startPolicyService(args: readonly string[]) {
   return startService(policyMainOptions(args));
 }
 
-if (import.meta.main) await runService(policyMainOptions());
+/** `serve:policy` as a command (help, README, `rdpo serve policy`). */
+export const POLICY_COMMAND = serviceCommand(policyMainOptions());
+
+if (import.meta.main) await runCommand(POLICY_COMMAND);

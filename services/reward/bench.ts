@@ -26,7 +26,8 @@ import { join } from "node:path";
 import { RewardService } from "../../gen/rdpo/v1/reward_pb.ts";
 import { createClient } from "../../lib/rpc/client.ts";
 import { SERVER_TIME_TRAILER } from "../../lib/rpc/server.ts";
-import { parseFlags } from "../../lib/rpc/flags.ts";
+import { FlagError, type FlagSpecs } from "../../lib/rpc/flags.ts";
+import { type CommandSpec, runCommand } from "../../lib/cli/command.ts";
 import { fixturePath, hasFixtures } from "../../lib/testing/fixtures.ts";
 import { createScorer } from "./bundle.ts";
 import { RewardCore } from "./core.ts";
@@ -389,20 +390,46 @@ export function formatRewardGoals(rows: RewardBenchRow[]): string {
   return lines.join("\n");
 }
 
-if (import.meta.main) {
-  const { values } = parseFlags(Deno.args, {
-    batch: { type: "int", default: 8, min: 1 },
-    requests: { type: "int", default: 20, min: 1 },
-    pipeline: { type: "int", default: 2, min: 1 },
-    clients: { type: "int", default: 32, min: 1 },
-    requestsPerClient: { type: "int", default: 4, min: 1 },
-    imageSide: { type: "int", default: 224, min: 1 },
-    queueDelaysMs: { type: "string", default: "0,1,2,5", description: "comma-separated ms" },
-    rounds: { type: "int", default: 5, min: 1 },
-  });
-  const queueDelaysMs = values.queueDelaysMs.split(",").map(Number);
-  await runRewardBench(
-    { ...values, queueDelaysMs },
-    (model, rows) => console.log(formatRewardBench(model, rows) + "\n\n" + formatRewardGoals(rows)),
-  );
-}
+export const REWARD_BENCH_FLAGS = {
+  batch: { type: "int", default: 8, min: 1, description: "images per request (overhead comparison)" },
+  requests: { type: "int", default: 20, min: 1, description: "requests per round (overhead comparison)" },
+  pipeline: {
+    type: "int",
+    default: 2,
+    min: 1,
+    description: "requests a client keeps outstanding (pipelined row)",
+  },
+  clients: { type: "int", default: 32, min: 1, description: "concurrent clients (batching comparison)" },
+  requestsPerClient: {
+    type: "int",
+    default: 4,
+    min: 1,
+    description: "batch-1 requests per client per round (batching comparison)",
+  },
+  imageSide: { type: "int", default: 224, min: 1, description: "square input side (224: no resize)" },
+  queueDelaysMs: {
+    type: "string",
+    default: "0,1,2,5",
+    description: "comma-separated queue delays (ms) of the batched configurations (sweep)",
+  },
+  rounds: { type: "int", default: 5, min: 1, description: "interleaved rounds per mode (median shown)" },
+} as const satisfies FlagSpecs;
+
+export const REWARD_BENCH_COMMAND: CommandSpec<typeof REWARD_BENCH_FLAGS> = {
+  name: "services/reward/bench.ts",
+  summary: "the reward service vs direct scorer calls, and batched vs batch-1 under many clients",
+  flags: REWARD_BENCH_FLAGS,
+  examples: ["deno run -A services/reward/bench.ts --rounds 3 --clients 16"],
+  async run(values) {
+    const queueDelaysMs = values.queueDelaysMs.split(",").map(Number);
+    if (queueDelaysMs.some((d) => !Number.isFinite(d) || d < 0)) {
+      throw new FlagError(`--queue-delays-ms: "${values.queueDelaysMs}" is not a list of numbers >= 0`);
+    }
+    await runRewardBench(
+      { ...values, queueDelaysMs },
+      (model, rows) => console.log(formatRewardBench(model, rows) + "\n\n" + formatRewardGoals(rows)),
+    );
+  },
+};
+
+if (import.meta.main) await runCommand(REWARD_BENCH_COMMAND);

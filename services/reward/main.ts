@@ -16,7 +16,8 @@
 import { InvalidArgumentError } from "../../lib/errors.ts";
 import { type TokenEntry, TokenTable } from "../../lib/rpc/auth.ts";
 import { FlagError, type FlagSpecs, type FlagValues } from "../../lib/rpc/flags.ts";
-import { type commonFlags, type RunningService, runService, startService } from "../../lib/rpc/main.ts";
+import { type commonFlags, type RunningService, serviceCommand, startService } from "../../lib/rpc/main.ts";
+import { runCommand } from "../../lib/cli/command.ts";
 import type { RpcServer } from "../../lib/rpc/server.ts";
 import { MAX_BATCH_LIMIT, MAX_QUEUE_DELAY_LIMIT_MS } from "./batcher.ts";
 import { BUILTIN_KINDS } from "./bundle.ts";
@@ -301,15 +302,23 @@ export async function startReward(
   };
 }
 
+/** `serve:reward` as a command (help, README, `rdpo serve reward`). */
+export const REWARD_COMMAND = serviceCommand({
+  name: "reward",
+  defaultPort: REWARD_DEFAULT_PORT,
+  flags: REWARD_FLAGS,
+  extraTokens: adminTokenEntry,
+  summary: "serves RewardService: built-in and ONNX scorers with dynamic batching and versions",
+  examples: [
+    "deno task serve:reward",
+    "deno task serve:reward --port 0 --max-batch 32 --metrics-port 9464",
+  ],
+  setup: (server, flags) => setupReward(server, flags, {}),
+});
+
 if (import.meta.main) {
   try {
-    await runService({
-      name: "reward",
-      defaultPort: REWARD_DEFAULT_PORT,
-      flags: REWARD_FLAGS,
-      extraTokens: adminTokenEntry,
-      setup: (server, flags) => setupReward(server, flags, {}),
-    });
+    await runCommand(REWARD_COMMAND);
   } catch (error) {
     console.error(`reward: cannot start: ${(error as Error).message}`);
     Deno.exit(1);

@@ -40,6 +40,11 @@ export type LossKind = "dpo" | "rdpo" | "diffusion_dpo";
 export type PromptFormat = "auto" | "lines" | "jsonl";
 export type ProgressMode = "auto" | "bar" | "lines" | "none";
 
+// report_to (issue 16): where metrics go besides metrics.jsonl. "tensorboard" writes event files
+// (scalars and the before/after grid) into <run_dir>/tensorboard (report/tensorboard.ts).
+export const REPORT_TARGETS = ["none", "tensorboard"] as const;
+export type ReportTarget = typeof REPORT_TARGETS[number];
+
 /** A reward scorer as the reward service serves it ("name", an alias, or "name@version"). */
 export interface ScorerRef {
   name: string;
@@ -80,6 +85,7 @@ export interface RunConfig {
   run_dir: string | null;
   seed: number;
   progress: ProgressMode;
+  report_to: ReportTarget;
   sampling: {
     sampler: SamplerKind;
     num_inference_steps: number;
@@ -252,6 +258,12 @@ export const SCHEMA: Field = {
       doc: "run seed: every noise stream and the adapter init derive from it",
     },
     progress: { kind: "enum", values: ["auto", "bar", "lines", "none"], default: "auto" },
+    report_to: {
+      kind: "enum",
+      values: REPORT_TARGETS,
+      default: "none",
+      doc: "also write metrics for a viewer: tensorboard = event files in <run_dir>/tensorboard",
+    },
     sampling: {
       kind: "object",
       fields: {
@@ -777,8 +789,17 @@ export function canonicalConfigJson(config: RunConfig): string {
  * run folder, the training length, checkpoint cadence, evaluation, report and progress display.
  */
 export function hashedConfigSubset(config: RunConfig): Record<string, unknown> {
-  const { services: _s, rpc: _r, run_dir: _d, checkpoint: _c, eval: _e, report: _p, progress: _g, ...rest } =
-    config;
+  const {
+    services: _s,
+    rpc: _r,
+    run_dir: _d,
+    checkpoint: _c,
+    eval: _e,
+    report: _p,
+    progress: _g,
+    report_to: _t,
+    ...rest
+  } = config;
   const { steps: _st, epochs: _ep, ...training } = config.training;
   return { ...rest, training };
 }

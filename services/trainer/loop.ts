@@ -38,7 +38,9 @@ import {
 } from "./metrics.ts";
 import { ProgressReporter } from "./progress.ts";
 import { loadPromptSets, PromptBatcher, type PromptCursor } from "./prompts.ts";
+import { join } from "node:path";
 import { buildReport } from "./report/build.ts";
+import { openMetricsSink } from "./report/tensorboard.ts";
 import { openRun } from "./run_dir.ts";
 import { connectServices, type TrainerServices } from "./services.ts";
 import { collectPairs, type TransitionPair } from "./trajectory.ts";
@@ -274,6 +276,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
       log(`${what}: attempt ${attempt} failed (${(error as Error).message}); retrying`),
   });
   let dp: DataParallel | null = null;
+  const sink = await openMetricsSink(config.report_to, run.paths.root);
   try {
     const info = await services.call("get_info", (o) => services.policy.getInfo({}, o));
     const latentShape = info.latentShape.map(Number);
@@ -321,6 +324,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
       for (const model of models) {
         const { record } = await evaluateModel(evalCtx, model, evalPrompts, step);
         await appendMetrics(run.paths.metrics, record);
+        await sink.record(record);
         options.onRecord?.(record, 0);
         say(
           `eval step ${step} ${model}: ` +
@@ -447,6 +451,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
         wireTotal += clock.wireMs;
         wireSteps += 1;
         await appendMetrics(run.paths.metrics, record);
+        await sink.record(record);
         reporter.step({
           step: pos.step,
           loss: record.loss,
@@ -529,6 +534,8 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
         records,
       });
       reportPath = built.html;
+      const gridFile = built.files.find((f) => f.endsWith("grid.png"));
+      if (gridFile) await sink.grid(pos.step, await Deno.readFile(join(run.paths.root, gridFile)));
       say(`report: ${reportPath}`);
     }
     return {
@@ -544,5 +551,6 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
   } finally {
     dp?.close();
     services.close();
+    await sink.close();
   }
 }

@@ -2,6 +2,7 @@
  * The trainer's command line:
  *
  *   deno task train --config services/trainer/configs/rdpo_animals.yaml [--resume] [--force]
+ *                   [--report-to tensorboard]
  *   deno task eval  --config <file> [--best-of-n]      base vs tuned table, or step-wise best-of-N
  *   deno task serve:trainer [--host H] [--port P]      TrainerService: start runs, stream progress
  *
@@ -11,14 +12,17 @@
 import { parse as parseYaml } from "yaml";
 import { create } from "@bufbuild/protobuf";
 import { RunState, StreamProgressResponseSchema, TrainerService } from "../../gen/rdpo/v1/trainer_pb.ts";
-import { runService } from "../../lib/rpc/main.ts";
-import { FlagError, parseFlags } from "../../lib/rpc/flags.ts";
-import { InvalidArgumentError, NotFoundError } from "../../lib/errors.ts";
+import { serviceCommand, type ServiceMainOptions } from "../../lib/rpc/main.ts";
+import { FlagError, type FlagSpec, type FlagSpecs, type FlagValues } from "../../lib/rpc/flags.ts";
+import { type CommandSpec, runCommand } from "../../lib/cli/command.ts";
+import { NotFoundError } from "../../lib/errors.ts";
 import {
   configHash,
   loadConfigFile,
   parseConfig,
   parseConfigText,
+  REPORT_TARGETS,
+  type ReportTarget,
   resolveRunDir,
   type RunConfig,
 } from "./config.ts";
@@ -33,7 +37,7 @@ import type { MetricsRecord } from "./metrics.ts";
 function applyOverrides(raw: Record<string, unknown>, sets: string[]): Record<string, unknown> {
   for (const s of sets) {
     const eq = s.indexOf("=");
-    if (eq < 1) throw new Error(`--set: expected key.path=value, got "${s}"`);
+    if (eq < 1) throw new FlagError(`--set: expected key.path=value, got "${s}"`);
     const path = s.slice(0, eq).split(".");
     let node = raw as Record<string, unknown>;
     for (const k of path.slice(0, -1)) {
@@ -45,36 +49,61 @@ function applyOverrides(raw: Record<string, unknown>, sets: string[]): Record<st
   return raw;
 }
 
-async function configFrom(path: string | undefined, sets: string[]): Promise<RunConfig> {
-  if (!path) throw new Error("--config <file> is required");
+async function configFrom(path: string, sets: string[]): Promise<RunConfig> {
+  try {
+    await Deno.stat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new FlagError(`--config: no file ${path}`);
+    throw e;
+  }
   if (sets.length === 0) return await loadConfigFile(path);
   const raw = applyOverrides(parseConfigText(await Deno.readTextFile(path), path), sets);
   return parseConfig(JSON.stringify(raw), path);
 }
 
-function argList(args: string[], name: string): { rest: string[]; values: string[] } {
-  const rest: string[] = [];
-  const values: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === name && i + 1 < args.length) values.push(args[++i]);
-    else if (args[i].startsWith(`${name}=`)) values.push(args[i].slice(name.length + 1));
-    else rest.push(args[i]);
-  }
-  return { rest, values };
-}
+/** Flags of every trainer command that reads a run config. */
+const CONFIG_FLAGS = {
+  config: {
+    type: "string",
+    env: ["TRAINER_CONFIG"],
+    required: true,
+    description: "run config (YAML), e.g. services/trainer/configs/rdpo_animals.yaml",
+  },
+  set: {
+    type: "list",
+    description: "override one config key, key.path=value (value parsed as YAML)",
+  },
+} as const satisfies FlagSpecs;
 
-async function trainCommand(args: string[]): Promise<void> {
-  const { rest, values: sets } = argList(args, "--set");
-  const { values } = parseFlags(rest, {
-    config: { type: "string", env: ["TRAINER_CONFIG"] },
-    resume: { type: "bool", default: false, description: "continue from the run folder's last checkpoint" },
-    force: { type: "bool", default: false, description: "resume even if the config hash differs" },
-  });
-  const config = await configFrom(values.config, sets);
+export const TRAIN_FLAGS = {
+  ...CONFIG_FLAGS,
+  resume: { type: "bool", default: false, description: "continue from the run folder's last checkpoint" },
+  force: { type: "bool", default: false, description: "resume even if the config hash differs" },
+  reportTo: {
+    type: "string",
+    env: ["TRAINER_REPORT_TO"],
+    choices: REPORT_TARGETS,
+    description:
+      "where metrics also go (overrides the config's report_to): tensorboard event files in the run folder",
+  },
+} as const satisfies FlagSpecs;
+
+export const EVAL_FLAGS = {
+  ...CONFIG_FLAGS,
+  bestOfN: {
+    type: "bool",
+    default: false,
+    description: "step-wise best-of-N sampling (RDPO_SPEC.md section 7)",
+  },
+} as const satisfies FlagSpecs;
+
+async function trainCommand(values: FlagValues<typeof TRAIN_FLAGS>): Promise<void> {
+  let config = await configFrom(values.config, values.set);
+  if (values.reportTo !== undefined) config = { ...config, report_to: values.reportTo as ReportTarget };
   if (config.mode === "best_of_n") {
     // Best-of-N presets describe an evaluation, not a training run (RDPO_SPEC.md section 7).
     console.error(`mode best_of_n: running step-wise best-of-N evaluation (deno task eval --best-of-n)`);
-    return await evalCommand([...args, "--best-of-n"]);
+    return await evalCommand({ config: values.config, set: values.set, bestOfN: true });
   }
   const controller = new AbortController();
   Deno.addSignalListener("SIGINT", () => {
@@ -93,17 +122,8 @@ async function trainCommand(args: string[]): Promise<void> {
   }));
 }
 
-async function evalCommand(args: string[]): Promise<void> {
-  const { rest, values: sets } = argList(args, "--set");
-  const { values } = parseFlags(rest, {
-    config: { type: "string", env: ["TRAINER_CONFIG"] },
-    bestOfN: {
-      type: "bool",
-      default: false,
-      description: "step-wise best-of-N sampling (RDPO_SPEC.md section 7)",
-    },
-  });
-  const config = await configFrom(values.config, sets);
+async function evalCommand(values: FlagValues<typeof EVAL_FLAGS>): Promise<void> {
+  const config = await configFrom(values.config, values.set);
   const services = connectServices(config);
   try {
     const prompts = await loadPromptSets(config.prompts);
@@ -153,7 +173,7 @@ interface ServedRun {
   listeners: Set<() => void>;
 }
 
-async function serveCommand(args: string[]): Promise<void> {
+function trainerServiceOptions(): ServiceMainOptions<Record<never, FlagSpec>> {
   const runs = new Map<string, ServedRun>();
   const info = (r: ServedRun) => ({
     runId: r.id,
@@ -172,10 +192,11 @@ async function serveCommand(args: string[]): Promise<void> {
     return r;
   };
   const notify = (r: ServedRun) => r.listeners.forEach((l) => l());
-  await runService({
+  return {
     name: "trainer",
     defaultPort: 50053,
-    args,
+    summary: "serves TrainerService: start RDPO runs, stream their progress, stop them",
+    examples: ["deno task serve:trainer", "deno task serve:trainer --host 0.0.0.0 --port 50053"],
     setup(server) {
       server.addService(TrainerService, {
         startRun(req) {
@@ -270,32 +291,50 @@ async function serveCommand(args: string[]): Promise<void> {
         },
       });
     },
-  });
+  };
 }
 
+export const TRAIN_COMMAND: CommandSpec<typeof TRAIN_FLAGS> = {
+  name: "train",
+  summary: "runs RDPO (or D3PO) from a config: services, prompts, steps, checkpoints, report",
+  description: "Service addresses, deadlines and everything else come from the config file " +
+    "(services.policy, services.reward, ...); --set overrides single keys.",
+  flags: TRAIN_FLAGS,
+  examples: [
+    "deno task train --config services/trainer/configs/rdpo_animals.yaml --report-to tensorboard",
+    "deno task train --config services/trainer/configs/rdpo_animals.yaml --resume --set training.steps=40",
+  ],
+  run: (values) => trainCommand(values),
+};
+
+export const EVAL_COMMAND: CommandSpec<typeof EVAL_FLAGS> = {
+  name: "eval",
+  summary: "base vs tuned reward table on the held-out prompts, or step-wise best-of-N",
+  flags: EVAL_FLAGS,
+  examples: [
+    "deno task eval --config services/trainer/configs/rdpo_animals.yaml",
+    "deno task eval --config services/trainer/configs/best_of_n_animals.yaml --best-of-n",
+  ],
+  run: (values) => evalCommand(values),
+};
+
+/** `serve:trainer` as a command (help, README, `rdpo serve trainer`). */
+export const TRAINER_SERVE_COMMAND = serviceCommand(trainerServiceOptions());
+
+const COMMANDS: Record<string, CommandSpec> = {
+  train: TRAIN_COMMAND as unknown as CommandSpec,
+  eval: EVAL_COMMAND as unknown as CommandSpec,
+  serve: TRAINER_SERVE_COMMAND as unknown as CommandSpec,
+};
+
 if (import.meta.main) {
-  const [command, ...rest] = Deno.args;
-  try {
-    switch (command) {
-      case "train":
-        await trainCommand(rest);
-        break;
-      case "eval":
-        await evalCommand(rest);
-        break;
-      case "serve":
-        await serveCommand(rest);
-        break;
-      default:
-        console.error("usage: main.ts train|eval|serve [flags]  (see the file comment)");
-        Deno.exit(2);
-    }
-  } catch (e) {
-    // Bad configs and flags are the user's to fix: say what is wrong, without a stack trace.
-    if (e instanceof InvalidArgumentError || e instanceof FlagError) {
-      console.error(`${command}: ${(e as Error).message}`);
-      Deno.exit(2);
-    }
-    throw e;
+  const [name, ...rest] = Deno.args;
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(
+      `main.ts: "${name ?? ""}" is not a command (train, eval, serve); see deno task rdpo --help`,
+    );
+    Deno.exit(2);
   }
+  await runCommand(command, rest);
 }

@@ -12,6 +12,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { type BackendName, hasWebGpuAdapter } from "../../../lib/tensor/backend.ts";
 import { initBackend } from "../../../lib/tensor/backend.ts";
+import type { FlagSpecs } from "../../../lib/rpc/flags.ts";
+import { type CommandSpec, runCommand } from "../../../lib/cli/command.ts";
 import { parseUNetConfig, type UNetConfig } from "./config.ts";
 import { LoraAdapter } from "./lora.ts";
 import { FlopCounter } from "./nn.ts";
@@ -208,14 +210,26 @@ export function formatTable(rows: BenchRow[]): string {
   return [TABLE_HEADER, ...rows.map(formatRow)].join("\n");
 }
 
-if (import.meta.main) {
-  const arg = (name: string) => {
-    const i = Deno.args.indexOf(`--${name}`);
-    return i >= 0 ? Deno.args[i + 1] : undefined;
-  };
-  const backends = arg("backends")?.split(",") as BackendName[] | undefined;
-  const configs = arg("configs")?.split(",");
-  const iters = arg("iters") ? Number(arg("iters")) : undefined;
-  console.log(TABLE_HEADER);
-  await runModelBench({ backends, configs, iters, log: (l) => console.log(l) });
-}
+export const MODEL_BENCH_FLAGS = {
+  backends: { type: "string", description: "comma-separated tfjs backends (default: every available one)" },
+  configs: { type: "string", description: "comma-separated UNet configs, e.g. tiny,mid (default: all)" },
+  iters: { type: "int", min: 1, description: "timed iterations per case (default: the bench's own)" },
+} as const satisfies FlagSpecs;
+
+export const MODEL_BENCH_COMMAND: CommandSpec<typeof MODEL_BENCH_FLAGS> = {
+  name: "services/policy/model/bench.ts",
+  summary: "UNet forward GFLOP/s and LoRA train step per tfjs backend (a table)",
+  flags: MODEL_BENCH_FLAGS,
+  examples: ["deno run -A services/policy/model/bench.ts --backends wasm,cpu --iters 3"],
+  async run(values) {
+    console.log(TABLE_HEADER);
+    await runModelBench({
+      backends: values.backends?.split(",") as BackendName[] | undefined,
+      configs: values.configs?.split(","),
+      iters: values.iters,
+      log: (l) => console.log(l),
+    });
+  },
+};
+
+if (import.meta.main) await runCommand(MODEL_BENCH_COMMAND);

@@ -16,7 +16,9 @@ import type { Scorer } from "../scorer.ts";
 import { clipPixelValues } from "../preprocess/clip_image.ts";
 import { linkBundle } from "../testing/bundle_dir.ts";
 import { loadClipFixture } from "../testing/clip_fixture.ts";
-import type { ExecutionProvider } from "./onnx_session.ts";
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from "./onnx_session.ts";
+import type { FlagSpecs } from "../../../lib/rpc/flags.ts";
+import { type CommandSpec, runCommand } from "../../../lib/cli/command.ts";
 
 export interface BenchRow {
   scorer: string;
@@ -144,14 +146,29 @@ export async function benchScorers(
   return rows;
 }
 
-if (import.meta.main) {
-  const arg = (name: string) => {
-    const i = Deno.args.indexOf(`--${name}`);
-    return i >= 0 ? Deno.args[i + 1] : undefined;
-  };
-  await benchScorers({
-    batches: (arg("batches") ?? "1,8,32").split(",").map(Number),
-    seconds: Number(arg("seconds") ?? 2),
-    executionProvider: (arg("ep") ?? "cpu") as ExecutionProvider,
-  });
-}
+export const SCORER_BENCH_FLAGS = {
+  batches: { type: "string", default: "1,8,32", description: "comma-separated batch sizes" },
+  seconds: { type: "number", default: 2, min: 0, description: "seconds measured per case" },
+  ep: {
+    type: "string",
+    default: "cpu",
+    choices: EXECUTION_PROVIDERS,
+    description: "ONNX Runtime execution provider",
+  },
+} as const satisfies FlagSpecs;
+
+export const SCORER_BENCH_COMMAND: CommandSpec<typeof SCORER_BENCH_FLAGS> = {
+  name: "services/reward/scorers/bench.ts",
+  summary: "scorer throughput vs raw ONNX Runtime session.run on the fixture CLIP (needs ../shared)",
+  flags: SCORER_BENCH_FLAGS,
+  examples: ["deno run -A services/reward/scorers/bench.ts --batches 1,8 --seconds 1"],
+  async run(values) {
+    await benchScorers({
+      batches: values.batches.split(",").map(Number),
+      seconds: values.seconds,
+      executionProvider: values.ep as ExecutionProvider,
+    });
+  },
+};
+
+if (import.meta.main) await runCommand(SCORER_BENCH_COMMAND);

@@ -1,0 +1,134 @@
+/**
+ * Every command of the project, by its deno task name: `rdpo` dispatches to them, the README's
+ * "Commands" section and the --help test list them. Each is loaded on demand, so `rdpo train` does
+ * not load the reward service's ONNX Runtime. A new command: export a CommandSpec
+ * (lib/cli/command.ts) from its entry point, add it here and as a deno task.
+ */
+import type { CommandSpec } from "../lib/cli/command.ts";
+
+export interface CommandEntry {
+  /** The deno task name; `rdpo` spells "serve:policy" as `rdpo serve policy`. */
+  name: string;
+  /** The entry point the deno task runs, and the arguments before the flags. */
+  script: string;
+  scriptArgs: readonly string[];
+  load(): Promise<CommandSpec>;
+}
+
+const spec = (s: unknown) => s as CommandSpec;
+
+export const COMMANDS: readonly CommandEntry[] = [
+  {
+    name: "demo",
+    script: "tools/demo.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./demo.ts")).DEMO_COMMAND),
+  },
+  {
+    name: "train",
+    script: "services/trainer/main.ts",
+    scriptArgs: ["train"],
+    load: async () => spec((await import("../services/trainer/main.ts")).TRAIN_COMMAND),
+  },
+  {
+    name: "eval",
+    script: "services/trainer/main.ts",
+    scriptArgs: ["eval"],
+    load: async () => spec((await import("../services/trainer/main.ts")).EVAL_COMMAND),
+  },
+  {
+    name: "pretrain",
+    script: "tools/pretrain.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./pretrain.ts")).PRETRAIN_COMMAND),
+  },
+  {
+    name: "bench",
+    script: "bench/main.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../bench/main.ts")).BENCH_COMMAND),
+  },
+  {
+    name: "serve:reward",
+    script: "services/reward/main.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../services/reward/main.ts")).REWARD_COMMAND),
+  },
+  {
+    name: "serve:policy",
+    script: "services/policy/main.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../services/policy/main.ts")).POLICY_COMMAND),
+  },
+  {
+    name: "serve:trainer",
+    script: "services/trainer/main.ts",
+    scriptArgs: ["serve"],
+    load: async () => spec((await import("../services/trainer/main.ts")).TRAINER_SERVE_COMMAND),
+  },
+  {
+    name: "gen",
+    script: "tools/gen.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./gen.ts")).GEN_COMMAND),
+  },
+  {
+    name: "readme",
+    script: "tools/readme_commands.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./readme_commands.ts")).README_COMMAND),
+  },
+];
+
+/**
+ * Scripts with no deno task, on the same convention (their name is their path): run them with
+ * `deno run -A <path>`. The --help test and the README cover them too.
+ */
+export const SCRIPTS: readonly CommandEntry[] = [
+  {
+    name: "tools/healthcheck.ts",
+    script: "tools/healthcheck.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./healthcheck.ts")).HEALTHCHECK_COMMAND),
+  },
+  {
+    name: "tools/sample_grid.ts",
+    script: "tools/sample_grid.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./sample_grid.ts")).SAMPLE_GRID_COMMAND),
+  },
+  {
+    name: "bench/wire_bench.ts",
+    script: "bench/wire_bench.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../bench/wire_bench.ts")).WIRE_BENCH_COMMAND),
+  },
+  {
+    name: "services/policy/model/bench.ts",
+    script: "services/policy/model/bench.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../services/policy/model/bench.ts")).MODEL_BENCH_COMMAND),
+  },
+  {
+    name: "services/reward/scorers/bench.ts",
+    script: "services/reward/scorers/bench.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../services/reward/scorers/bench.ts")).SCORER_BENCH_COMMAND),
+  },
+  {
+    name: "services/reward/bench.ts",
+    script: "services/reward/bench.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../services/reward/bench.ts")).REWARD_BENCH_COMMAND),
+  },
+];
+
+/** `["serve", "policy", "--port", "0"]` -> the serve:policy entry and `["--port", "0"]`. */
+export function findCommand(args: readonly string[]): { entry: CommandEntry; rest: string[] } | undefined {
+  const [first, second] = args;
+  const two = first === "serve" && second !== undefined ? `serve:${second}` : undefined;
+  const entry2 = COMMANDS.find((c) => c.name === two);
+  if (entry2) return { entry: entry2, rest: args.slice(2) };
+  const entry = COMMANDS.find((c) => c.name === first);
+  return entry ? { entry, rest: args.slice(1) } : undefined;
+}
