@@ -7,6 +7,7 @@
  *   - every service pod passes its startup probe, then its readiness probe, as the manifest times them;
  *   - the trainer's init containers (health checks of both Services) succeed and the Job exits 0,
  *     having written 2 steps of metrics, a checkpoint and a report on the runs claim;
+ *   - every service runs with its token table (authentication on) and the trainer's token passes it;
  *   - every policy replica served SampleCandidates in the run (spans carry the pod's name from the
  *     manifest's OTEL_RESOURCE_ATTRIBUTES=k8s.pod.name=$(POD_NAME));
  *   - liveness still passes after the run, and `docker stop` with the pod's
@@ -145,6 +146,14 @@ Deno.test({
       }));
 
       console.log(`k8s container test: ${services.map((p) => p.name).join(", ")} ready (${since()})`);
+      // Authentication is on in every service (cpu-dev's token table, no anonymous reads), so the run
+      // below passes only because the trainer sends its role-train token (TrainStep, ApplyGradients,
+      // LoadAdapter; Score and SampleCandidates need a token too).
+      for (const c of running) {
+        const logs = (await docker(["logs", c.name])).output;
+        const line = logs.split("\n").find((l) => l.includes("security: "));
+        assert(line && /security: plaintext, [1-9]\d* token\(s\)$/.test(line.trim()), `${c.name}: ${line}`);
+      }
 
       // The trainer Job's pod: init containers in order (retried like the kubelet), then the trainer.
       for (const init of trainer.spec.initContainers ?? []) {

@@ -11,14 +11,40 @@
  * render to the same objects with each (INFRA.md, "Containers and Kubernetes").
  */
 import { join } from "node:path";
+import process from "node:process";
 import { parseAllDocuments } from "yaml";
-import { ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service } from "kubernetes-models/v1";
-import { Deployment, StatefulSet } from "kubernetes-models/apps/v1";
-import { Job } from "kubernetes-models/batch/v1";
-import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
-import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import type { IPodTemplateSpec } from "kubernetes-models/v1";
 import { run } from "../../test/support/container_env.ts";
+
+/**
+ * kubernetes-models, loaded with Node's deprecation warnings off for the length of this import only.
+ * Its validators (@kubernetes-models/validate) load ajv-formats-draft2019, whose
+ * formats/idn-hostname.js does `require("punycode")`: Node's deprecated built-in, which prints
+ * "[DEP0040] DeprecationWarning: The `punycode` module is deprecated" once, on load, into every
+ * output that renders manifests (only that format uses it, and no Kubernetes field has it). The flag
+ * (`process.noDeprecation`, Node's documented switch) is restored right after, so deprecations
+ * anywhere else still print.
+ */
+async function importQuietly<T>(load: () => Promise<T>): Promise<T> {
+  // Node's Process has it (`--no-deprecation` sets it); Deno's node types leave it out.
+  const node = process as typeof process & { noDeprecation?: boolean };
+  const before = node.noDeprecation;
+  node.noDeprecation = true;
+  try {
+    return await load();
+  } finally {
+    node.noDeprecation = before;
+  }
+}
+const [v1, appsV1, batchV1, autoscalingV2, policyV1] = await importQuietly(() =>
+  Promise.all([
+    import("kubernetes-models/v1"),
+    import("kubernetes-models/apps/v1"),
+    import("kubernetes-models/batch/v1"),
+    import("kubernetes-models/autoscaling/v2"),
+    import("kubernetes-models/policy/v1"),
+  ])
+);
 
 export const K8S_DIR = import.meta.dirname!;
 /** The overlays under deploy/k8s/overlays, and the base. */
@@ -38,16 +64,16 @@ export interface K8sObject {
 type ModelClass = new (data: never) => { validate(): void };
 /** Every kind the manifests use, by "apiVersion/kind". Anything else fails validation. */
 const MODELS: Record<string, ModelClass> = {
-  "v1/Namespace": Namespace,
-  "v1/ConfigMap": ConfigMap,
-  "v1/Secret": Secret,
-  "v1/Service": Service,
-  "v1/PersistentVolumeClaim": PersistentVolumeClaim,
-  "apps/v1/Deployment": Deployment,
-  "apps/v1/StatefulSet": StatefulSet,
-  "batch/v1/Job": Job,
-  "autoscaling/v2/HorizontalPodAutoscaler": HorizontalPodAutoscaler,
-  "policy/v1/PodDisruptionBudget": PodDisruptionBudget,
+  "v1/Namespace": v1.Namespace,
+  "v1/ConfigMap": v1.ConfigMap,
+  "v1/Secret": v1.Secret,
+  "v1/Service": v1.Service,
+  "v1/PersistentVolumeClaim": v1.PersistentVolumeClaim,
+  "apps/v1/Deployment": appsV1.Deployment,
+  "apps/v1/StatefulSet": appsV1.StatefulSet,
+  "batch/v1/Job": batchV1.Job,
+  "autoscaling/v2/HorizontalPodAutoscaler": autoscalingV2.HorizontalPodAutoscaler,
+  "policy/v1/PodDisruptionBudget": policyV1.PodDisruptionBudget,
 };
 
 /** "Kind/name" of an object, for messages. */

@@ -3,12 +3,18 @@
  * rendered object validates against the Kubernetes schemas (kubernetes-models), and the manifests
  * hang together the way the API server would only find out at run time: mounts name volumes, volumes
  * name objects in the render, Services select pods and target declared ports, probes hit declared
- * ports, the trainer's ConfigMap is a config the trainer accepts. Skips, printing one line, without
- * kubectl.
+ * ports, the trainer's ConfigMap is a config the trainer accepts, every server passes the off-loopback
+ * guard of lib/rpc/security.ts as bound (0.0.0.0) and the trainer's token has the role its RPCs need.
+ * Skips, printing one line, without kubectl.
  */
 import { parse as parseYaml } from "yaml";
 import type { IContainer, IPodSpec } from "kubernetes-models/v1";
-import { assert, assertEquals } from "../../lib/testing/assert.ts";
+import { assert, assertEquals, assertThrows } from "../../lib/testing/assert.ts";
+import { accessOf } from "../../lib/rpc/access.ts";
+import { authorize, TokenTable, TokenTableError } from "../../lib/rpc/auth.ts";
+import { parseFlags } from "../../lib/rpc/flags.ts";
+import { commonFlags } from "../../lib/rpc/main.ts";
+import { isLoopback, unprotectedBindProblem } from "../../lib/rpc/security.ts";
 import { parseConfig } from "../../services/trainer/config.ts";
 import { type CollectorConfig, collectorProblems } from "../otel/collector_check.ts";
 import {
@@ -268,4 +274,141 @@ test("k8s observability: the collector config hangs together and its targets are
     servicePort(new URL(env.OTEL_EXPORTER_OTLP_ENDPOINT!).host);
     assertEquals(new URL(env.OTEL_EXPORTER_OTLP_ENDPOINT!).port, String(otlpPort));
   }
+});
+
+/** The text of the file at `path` in container `c`: a key of the Secret or ConfigMap mounted above it. */
+function mountedFile(objects: K8sObject[], spec: IPodSpec, c: IContainer, path: string): string | undefined {
+  const mount = (c.volumeMounts ?? []).find((m) => path.startsWith(`${m.mountPath}/`));
+  const volume = spec.volumes?.find((v) => v.name === mount?.name);
+  if (!mount || !volume) return undefined;
+  const key = path.slice(mount.mountPath.length + 1);
+  const source = volume.secret
+    ? findObject(objects, "Secret", volume.secret.secretName!)
+    : volume.configMap
+    ? findObject(objects, "ConfigMap", volume.configMap.name!)
+    : undefined;
+  const base64 = source?.data?.[key];
+  return source?.stringData?.[key] ?? (base64 === undefined ? undefined : atob(base64));
+}
+
+const SERVERS = [
+  { kind: "Deployment", name: "reward", prefix: "REWARD", port: 50051 },
+  { kind: "StatefulSet", name: "policy", prefix: "POLICY", port: 50052 },
+] as const;
+/** Overlays whose Secrets are meant to run as rendered (the others ship placeholders to replace). */
+const WORKING_SECRETS: Overlay[] = ["cpu-dev"];
+
+// The container test binds 127.0.0.1 (host networking), which the guard lets through: check here the
+// flags the pods would really start with, on the address they bind in a cluster.
+test("k8s security: every server passes the off-loopback guard as bound (0.0.0.0), with tokens, no --insecure", async () => {
+  for (const overlay of ALL) {
+    const objects = await render(overlay);
+    for (const server of SERVERS) {
+      const where = `${overlay} ${server.kind}/${server.name}`;
+      const spec = podTemplate(findObject(objects, server.kind, server.name))!.spec!;
+      const c = spec.containers[0];
+      const env = new Map((c.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
+      // The image's entrypoint takes the service name first; the rest would be the service's flags.
+      const { values } = parseFlags(
+        c.args!.slice(1),
+        commonFlags(server.prefix, server.port),
+        (n) => env.get(n),
+      );
+      assertEquals(values.host, "0.0.0.0", `${where}: binds every interface`);
+      assert(!isLoopback(values.host));
+      assertEquals(
+        unprotectedBindProblem(values, values.host),
+        undefined,
+        `${where}: the guard lets it start`,
+      );
+      assertEquals(values.insecure, false, `${where}: no --insecure (tokens instead)`);
+      // Not vacuous: without the token file the same flags are refused.
+      assert(unprotectedBindProblem({ ...values, authTokensFile: undefined }, values.host), where);
+      const file = values.authTokensFile!;
+      const volume = spec.volumes?.find((v) =>
+        v.name === c.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`))?.name
+      );
+      assertEquals(volume?.secret?.secretName, "rdpo-auth", `${where}: ${file} from the Secret rdpo-auth`);
+      const text = mountedFile(objects, spec, c, file);
+      assert(text !== undefined, `${where}: ${file} is a key of rdpo-auth`);
+      if (WORKING_SECRETS.includes(overlay)) {
+        assert(TokenTable.parse(text, file).size > 0, `${where}: a token table with tokens`);
+      } else {
+        // Secure by default: the placeholder is not a usable table, so nothing starts until it is replaced.
+        assertThrows(() => TokenTable.parse(text, file), TokenTableError, "shorter than 16 characters");
+      }
+    }
+  }
+});
+
+test("k8s security: the trainer sends a token of role train; probes and init containers need none", async () => {
+  const trainerCalls = [
+    ["rdpo.v1.PolicyService", "TrainStep"],
+    ["rdpo.v1.PolicyService", "ApplyGradients"],
+    ["rdpo.v1.PolicyService", "LoadAdapter"],
+    ["rdpo.v1.PolicyService", "SampleCandidates"],
+    ["rdpo.v1.RewardService", "Score"],
+  ];
+  // Kubernetes' gRPC probes and the init containers' healthcheck send no token.
+  for (const method of ["Check", "Watch"]) assertEquals(accessOf("grpc.health.v1.Health", method), "public");
+  for (const overlay of ALL) {
+    const objects = await render(overlay);
+    const job = podTemplate(findObject(objects, "Job", "trainer"))!.spec!;
+    const trainer = job.containers[0];
+    const tokenFile = trainer.env?.find((e) => e.name === "RDPO_CLIENT_TOKEN_FILE")?.value;
+    assert(tokenFile, `${overlay}: the trainer has RDPO_CLIENT_TOKEN_FILE`);
+    const token = mountedFile(objects, job, trainer, tokenFile)?.trim();
+    assert(token && !/\s/.test(token), `${overlay}: ${tokenFile} is one token from a mounted Secret`);
+    // The trainer sees its own token, not the servers' table.
+    assert(
+      !job.volumes?.some((v) => v.secret?.secretName === "rdpo-auth"),
+      `${overlay}: no rdpo-auth in the Job`,
+    );
+    const serverTable = (() => {
+      const reward = podTemplate(findObject(objects, "Deployment", "reward"))!.spec!;
+      return mountedFile(objects, reward, reward.containers[0], "/etc/rdpo/auth/tokens")!;
+    })();
+    if (!WORKING_SECRETS.includes(overlay)) {
+      assertEquals(token, "REPLACE-ME", `${overlay}: a placeholder, documented as one`);
+      continue;
+    }
+    const table = TokenTable.parse(serverTable, `${overlay} rdpo-auth`);
+    const options = { tokens: () => table, access: accessOf };
+    for (const [service, method] of trainerCalls) {
+      const decision = authorize(options, service, method, `Bearer ${token}`);
+      assert(decision.ok, `${overlay}: the trainer may call ${method}: ${JSON.stringify(decision)}`);
+      assertEquals(decision.caller, "trainer");
+      assertEquals(authorize(options, service, method, undefined).ok, false, `${method} needs a token`);
+    }
+    // Least privilege: role train, not admin.
+    assertEquals(authorize(options, "rdpo.v1.PolicyService", "SaveAdapter", `Bearer ${token}`).ok, false);
+  }
+});
+
+// Not behind kubectl: loading the validators is enough to print the warning.
+Deno.test("k8s: loading manifests.ts prints no third-party deprecation warning (punycode, DEP0040)", async () => {
+  const load = async (code: string) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--ext=ts", code],
+      cwd: new URL("../..", import.meta.url).pathname,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert(out.success, text);
+    return text;
+  };
+  const quiet = await load(
+    `const m = await import("./deploy/k8s/manifests.ts"); console.log(m.validateObjects([]).length);`,
+  );
+  assert(!quiet.includes("DEP0040") && !quiet.includes("DeprecationWarning"), quiet);
+  // The control: imported without the scoped switch, kubernetes-models does print it.
+  const loud = await load(`await import("kubernetes-models/v1");`);
+  assert(loud.includes("DEP0040"), `kubernetes-models no longer warns: drop importQuietly\n${loud}`);
+  // The switch is off again after the import: other deprecations still print.
+  const after = await load(
+    `import process from "node:process"; await import("./deploy/k8s/manifests.ts"); ` +
+      `process.emitWarning("x", "DeprecationWarning", "DEP9999");`,
+  );
+  assert(after.includes("DEP9999") && !after.includes("DEP0040"), after);
 });

@@ -45,5 +45,11 @@ export {
   openClientSecurity,
   withSecurity,
 } from "./client_security.ts";
-export { isLoopback, openServerSecurity, securityFlags, type ServerSecurity } from "./security.ts";
+export {
+  isLoopback,
+  openServerSecurity,
+  securityFlags,
+  type ServerSecurity,
+  unprotectedBindProblem,
+} from "./security.ts";
 export { clientTls, ReloadingCertificateProvider, serverTls, TlsConfigError } from "./tls.ts";

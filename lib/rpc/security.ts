@@ -91,6 +91,23 @@ export function isLoopback(host: string): boolean {
 }
 
 /**
+ * The off-loopback guard: why a server with `flags` must not serve on `host` (a non-loopback
+ * address with neither TLS nor tokens, and no --insecure), or undefined when it may. Checks the
+ * flags only, not the files they name. `extraTokens`: tokens given besides the file (--admin-token).
+ */
+export function unprotectedBindProblem(
+  flags: Pick<SecurityFlagValues, "tlsCert" | "authTokensFile" | "insecure">,
+  host: string,
+  extraTokens = 0,
+): string | undefined {
+  const hasTokens = flags.authTokensFile !== undefined || extraTokens > 0;
+  if (isLoopback(host) || flags.tlsCert !== undefined || hasTokens || flags.insecure) return undefined;
+  return `--host ${host}: refusing to serve a non-loopback address with neither TLS (--tls-cert, --tls-key) ` +
+    `nor tokens (--auth-tokens-file): anyone who can reach it could call every RPC. ` +
+    `Configure one of them, or pass --insecure to accept that.`;
+}
+
+/**
  * Builds the credentials and middleware for a server on `host`. `extraTokens` are accepted besides
  * the token file's (the reward service's --admin-token). Throws FlagError for unusable settings.
  */
@@ -107,14 +124,8 @@ export function openServerSecurity(
     throw new FlagError("--tls-client-ca: mutual TLS needs --tls-cert and --tls-key too");
   }
   const extra = options.extraTokens ?? [];
-  const hasTokens = flags.authTokensFile !== undefined || extra.length > 0;
-  if (!isLoopback(host) && flags.tlsCert === undefined && !hasTokens && !flags.insecure) {
-    throw new FlagError(
-      `--host ${host}: refusing to serve a non-loopback address with neither TLS (--tls-cert, --tls-key) ` +
-        `nor tokens (--auth-tokens-file): anyone who can reach it could call every RPC. ` +
-        `Configure one of them, or pass --insecure to accept that.`,
-    );
-  }
+  const refused = unprotectedBindProblem(flags, host, extra.length);
+  if (refused !== undefined) throw new FlagError(refused);
 
   let tls: ServerTls | undefined;
   let tokens: Reloading<TokenTable> | undefined;

@@ -5,7 +5,12 @@
 import { assert, assertEquals, assertThrows } from "../testing/assert.ts";
 import { TokenTable } from "./auth.ts";
 import { FlagError } from "./flags.ts";
-import { isLoopback, openServerSecurity, type SecurityFlagValues } from "./security.ts";
+import {
+  isLoopback,
+  openServerSecurity,
+  type SecurityFlagValues,
+  unprotectedBindProblem,
+} from "./security.ts";
 
 const NONE: SecurityFlagValues = { tlsReloadMs: 0, authAnonymousRead: false, insecure: false };
 
@@ -24,6 +29,16 @@ Deno.test("security: a non-loopback bind with neither TLS nor tokens is refused 
   const local = openServerSecurity(NONE, "127.0.0.1");
   assertEquals(local.summary, "plaintext, no tokens");
   local.close();
+});
+
+Deno.test("security: the guard alone (unprotectedBindProblem) checks flags, not files", () => {
+  assert(unprotectedBindProblem(NONE, "0.0.0.0")?.includes("refusing to serve"));
+  assert(unprotectedBindProblem(NONE, "10.0.0.5")?.includes("--host 10.0.0.5"));
+  assertEquals(unprotectedBindProblem(NONE, "127.0.0.1"), undefined);
+  assertEquals(unprotectedBindProblem({ ...NONE, insecure: true }, "0.0.0.0"), undefined);
+  assertEquals(unprotectedBindProblem({ ...NONE, authTokensFile: "/missing/tokens" }, "0.0.0.0"), undefined);
+  assertEquals(unprotectedBindProblem({ ...NONE, tlsCert: "/missing/cert" }, "0.0.0.0"), undefined);
+  assertEquals(unprotectedBindProblem(NONE, "0.0.0.0", 1), undefined, "an --admin-token counts as tokens");
 });
 
 Deno.test("security: tokens alone satisfy the guard, with a warning that they travel in plaintext", () => {
