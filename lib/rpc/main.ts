@@ -26,6 +26,7 @@ import {
 } from "./server.ts";
 import type { CallMiddleware } from "./types.ts";
 import { PROBE_SERVICES, serverTelemetry } from "../telemetry/grpc.ts";
+import { type SupervisedTransport, superviseTransport } from "./transport/supervisor.ts";
 import { type MetricsServer, startMetricsServer } from "../telemetry/metrics_server.ts";
 
 /** The flags every service has. */
@@ -59,6 +60,14 @@ export function commonFlags(prefix: string, defaultPort: number) {
       default: 10_000,
       min: 0,
       description: "on SIGTERM, how long in-flight calls may finish before they are cancelled",
+    },
+    transport: {
+      type: "string",
+      env: [`${prefix}_TRANSPORT`, "RDPO_TRANSPORT"],
+      default: "direct",
+      choices: ["direct", "supervised"],
+      description: "direct: gRPC served in this process; supervised: by a child process that is " +
+        "restarted if it dies (lib/rpc/transport/front.ts; for peers outside our control)",
     },
     metricsPort: {
       type: "int",
@@ -101,7 +110,10 @@ export interface ServiceMainOptions<F extends FlagSpecs> {
 
 export interface RunningService<F extends FlagSpecs> {
   server: RpcServer;
+  /** The public address (the supervised front's when there is one). */
   address: BoundAddress;
+  /** The supervised front, when --transport is supervised. */
+  transport?: SupervisedTransport;
   flags: FlagValues<Common & F>;
   /** Graceful stop: NOT_SERVING, drain (bounded by --drain-timeout-ms), cleanup. */
   stop(): Promise<ShutdownResult>;
@@ -129,13 +141,32 @@ export async function startService<F extends FlagSpecs = Record<never, FlagSpec>
   });
   server.health.setStatus("", Serving.NOT_SERVING);
   const cleanup = await options.setup(server, flags, positionals);
-  const address = await server.listen(common.host, common.port);
+  const supervised = common.transport === "supervised";
+  let address = await server.listen(supervised ? "127.0.0.1" : common.host, supervised ? 0 : common.port);
+  let transport: SupervisedTransport | undefined;
+  if (supervised) {
+    try {
+      transport = await superviseTransport({
+        host: common.host,
+        port: common.port,
+        upstream: address.address,
+        maxMessageBytes: common.maxMessageBytes,
+        services: server.services,
+        log: (line) => console.error(`${options.name}: ${line}`),
+      });
+    } catch (e) {
+      server.forceShutdown();
+      throw e;
+    }
+    address = transport.address;
+  }
   let metrics: MetricsServer | undefined;
   if (common.metricsPort > 0) {
     try {
       metrics = await startMetricsServer({ hostname: common.host, port: common.metricsPort });
     } catch (e) {
       server.forceShutdown();
+      await transport?.stop(0);
       throw e;
     }
     console.error(`${options.name}: metrics on ${metrics.url}`);
@@ -146,10 +177,12 @@ export async function startService<F extends FlagSpecs = Record<never, FlagSpec>
   return {
     server,
     address,
+    transport,
     flags,
     stop() {
       stopping ??= (async () => {
         const result = await server.shutdown(common.drainTimeoutMs);
+        await transport?.stop();
         await metrics?.close();
         if (typeof cleanup === "function") await cleanup();
         return result;
@@ -191,6 +224,7 @@ export async function runService<F extends FlagSpecs = Record<never, FlagSpec>>(
     if (signals > 1) {
       console.error(`${options.name}: second ${signal}, stopping now`);
       running.server.forceShutdown();
+      await running.transport?.stop(0);
       Deno.exit(0);
     }
     console.error(`${options.name}: ${signal}, draining (up to ${running.flags.drainTimeoutMs} ms)`);

@@ -28,6 +28,9 @@ import type {
   ServiceImpl,
 } from "./types.ts";
 import { Health } from "../../gen/grpc/health/v1/health_pb.ts";
+import { installHttp2Guard } from "./h2_guard.ts";
+
+installHttp2Guard(); // before any session exists (denoland/deno#36788, see h2_guard.ts)
 
 /**
  * Default message size limit both ways. grpc-js' own default (4 MiB receive) is too small for
