@@ -38,6 +38,8 @@ export async function spawnService(
   options: {
     startTimeoutMs?: number;
     env?: Record<string, string>;
+    /** Working folder of the child (default this process'). */
+    cwd?: string;
     /** Give the child a stdin pipe that closes when this process dies (the child can watch it). */
     lifeline?: boolean;
   } = {},
@@ -49,6 +51,7 @@ export async function spawnService(
     stdout: "piped",
     stderr: "piped",
     env: options.env,
+    cwd: options.cwd,
   }).spawn();
   // Held open, never written: the child reads EOF when this process exits, however it exits.
   const lifeline = options.lifeline ? child.stdin.getWriter() : undefined;
