@@ -86,7 +86,7 @@ export async function fuzzTarget(
   onProgress?: (done: number) => void,
 ): Promise<TargetReport> {
   const started = performance.now();
-  const service = await spawnService(target.script, ["--host", "127.0.0.1", ...target.args], {
+  const service = await spawnService(target.script, [...target.args, "--host", "127.0.0.1"], {
     env: target.env,
     cwd: target.cwd,
   });
