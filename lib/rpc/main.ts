@@ -27,6 +27,7 @@ import {
 import type { CallMiddleware } from "./types.ts";
 import { PROBE_SERVICES, serverTelemetry } from "../telemetry/grpc.ts";
 import { type SupervisedTransport, superviseTransport } from "./transport/supervisor.ts";
+import { concurrencyLimit, DEFAULT_MAX_CONCURRENT_CALLS } from "./concurrency.ts";
 import { type MetricsServer, startMetricsServer } from "../telemetry/metrics_server.ts";
 
 /** The flags every service has. */
@@ -53,6 +54,13 @@ export function commonFlags(prefix: string, defaultPort: number) {
       min: 1024,
       max: 2 ** 31 - 1,
       description: "largest request and response message",
+    },
+    maxConcurrentCalls: {
+      type: "int",
+      env: [`${prefix}_MAX_CONCURRENT_CALLS`, "RDPO_MAX_CONCURRENT_CALLS"],
+      default: DEFAULT_MAX_CONCURRENT_CALLS,
+      min: 1,
+      description: "calls of one method running at once; more: RESOURCE_EXHAUSTED (health exempt)",
     },
     drainTimeoutMs: {
       type: "int",
@@ -136,6 +144,7 @@ export async function startService<F extends FlagSpecs = Record<never, FlagSpec>
     maxSendMessageBytes: common.maxMessageBytes,
     onCall: [
       ...(options.telemetry ?? true ? [serverTelemetry({ skipSpansFor: PROBE_SERVICES })] : []),
+      concurrencyLimit(common.maxConcurrentCalls).middleware,
       ...(options.onCall ?? []),
     ],
   });
