@@ -90,8 +90,13 @@ export interface PolicyCoreOptions {
   adapterRoot: string;
   /** Largest number of samples in one request (items x candidates, or transitions). */
   maxBatch: number;
+  /** Most inference steps a request may ask for (default DEFAULT_MAX_INFERENCE_STEPS). */
+  maxInferenceSteps?: number;
   backend: string;
 }
+
+/** Default --max-inference-steps: Generate costs steps x UNet passes, so this bounds one call's CPU. */
+export const DEFAULT_MAX_INFERENCE_STEPS = 200;
 
 export interface SampleCandidatesInput {
   conditioning: ConditioningInput;
@@ -390,6 +395,13 @@ export class PolicyCore {
   }
 
   #samplerConfig(step: StepOptions, forLogProbs: boolean): SamplerConfig {
+    const maxSteps = this.options.maxInferenceSteps ?? DEFAULT_MAX_INFERENCE_STEPS;
+    if (step.numInferenceSteps > maxSteps) {
+      throw new ResourceExhaustedError(
+        `step.num_inference_steps: ${step.numInferenceSteps} exceeds the limit of ${maxSteps} ` +
+          "(--max-inference-steps)",
+      );
+    }
     const cfg: SamplerConfig = {
       sampler: step.sampler,
       numInferenceSteps: step.numInferenceSteps,

@@ -285,6 +285,11 @@ Deno.test("policy core: bad inputs are refused with the field named", async () =
     await assertRejects(() => sample(core, latents(2, 1), 10), InvalidArgumentError, "step_index");
     await assertRejects(() => sample(core, latents(2, 1), 0, { numCandidates: 40 }), ResourceExhaustedError);
     await assertRejects(
+      () => sample(core, latents(2, 1), 0, { step: { ...step, numInferenceSteps: 201 } }),
+      ResourceExhaustedError,
+      "step.num_inference_steps: 201 exceeds the limit of 200 (--max-inference-steps)",
+    );
+    await assertRejects(
       () =>
         core.predictNoise({
           conditioning: { prompts },

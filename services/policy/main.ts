@@ -10,7 +10,7 @@ import { PolicyService } from "../../gen/rdpo/v1/policy_pb.ts";
 import { runService, type ServiceMainOptions, startService } from "../../lib/rpc/main.ts";
 import type { FlagSpecs } from "../../lib/rpc/flags.ts";
 import { BACKENDS, initBackend, parseBackendName } from "../../lib/tensor/backend.ts";
-import { PolicyCore } from "./core.ts";
+import { DEFAULT_MAX_INFERENCE_STEPS, PolicyCore } from "./core.ts";
 import { DEFAULT_LORA_TARGETS } from "./model/lora.ts";
 import { disposePipeline, loadPipeline } from "./pipeline.ts";
 import { policyService } from "./service.ts";
@@ -76,6 +76,13 @@ export const POLICY_FLAGS = {
     min: 1,
     description: "largest number of samples in one request",
   },
+  maxInferenceSteps: {
+    type: "int",
+    env: ["POLICY_MAX_INFERENCE_STEPS"],
+    default: DEFAULT_MAX_INFERENCE_STEPS,
+    min: 1,
+    description: "most inference steps one request may ask for (more: RESOURCE_EXHAUSTED)",
+  },
 } as const satisfies FlagSpecs;
 
 export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<typeof POLICY_FLAGS> {
@@ -98,6 +105,7 @@ export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<
         },
         adapterRoot: flags.adapterRoot,
         maxBatch: flags.maxBatch,
+        maxInferenceSteps: flags.maxInferenceSteps,
         backend,
       });
       if (flags.initAdapter) await core.loadAdapter({ path: flags.initAdapter });
