@@ -90,6 +90,12 @@ export interface PolicyCoreOptions {
   adapterRoot: string;
   /** Largest number of samples in one request (items x candidates, or transitions). */
   maxBatch: number;
+  /**
+   * Largest latent height or width a request may send (default: twice the model's own latent side).
+   * UNet activations grow with batch x H x W, so without it one request of small latents-in-bytes
+   * but odd shape could make the process hold gigabytes.
+   */
+  maxLatentSide?: number;
   /** Most inference steps a request may ask for (default DEFAULT_MAX_INFERENCE_STEPS). */
   maxInferenceSteps?: number;
   backend: string;
@@ -416,7 +422,13 @@ export class PolicyCore {
   #checkLatents(t: HostTensor, field: string): [number, number, number, number] {
     checkFloatTensor(t, field, 4);
     const [b, c, h, w] = t.shape;
-    const [lc] = this.pipeline.latentShape;
+    const [lc, nativeSide] = this.pipeline.latentShape;
+    const maxSide = this.options.maxLatentSide || 2 * nativeSide;
+    if (h > maxSide || w > maxSide) {
+      throw new ResourceExhaustedError(
+        `${field}.shape: ${h}x${w} latents exceed the limit of ${maxSide} per side (--max-latent-side)`,
+      );
+    }
     const levels = this.pipeline.unet.config.blockOutChannels.length - 1;
     const mult = 2 ** levels;
     if (c !== lc || h % mult !== 0 || w % mult !== 0) {

@@ -76,6 +76,14 @@ export const POLICY_FLAGS = {
     min: 1,
     description: "largest number of samples in one request",
   },
+  maxLatentSide: {
+    type: "int",
+    env: ["POLICY_MAX_LATENT_SIDE"],
+    default: 0,
+    min: 0,
+    description:
+      "largest latent height/width a request may send (0: twice the model's; more: RESOURCE_EXHAUSTED)",
+  },
   maxInferenceSteps: {
     type: "int",
     env: ["POLICY_MAX_INFERENCE_STEPS"],
@@ -106,6 +114,7 @@ export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<
         adapterRoot: flags.adapterRoot,
         maxBatch: flags.maxBatch,
         maxInferenceSteps: flags.maxInferenceSteps,
+        maxLatentSide: flags.maxLatentSide,
         backend,
       });
       if (flags.initAdapter) await core.loadAdapter({ path: flags.initAdapter });

@@ -266,6 +266,17 @@ Deno.test("policy service: malformed requests get INVALID_ARGUMENT / FAILED_PREC
         "path",
       ],
       [
+        "latents larger than the limit",
+        () =>
+          client.sampleCandidates({
+            ...base,
+            numCandidates: 1,
+            latents: encodeTensor(new Float32Array(4 * 256 * 256), [1, 4, 256, 256]),
+          }),
+        Code.RESOURCE_EXHAUSTED,
+        "--max-latent-side",
+      ],
+      [
         "too many inference steps",
         () => client.sampleCandidates({ ...base, step: { ...step, numInferenceSteps: 100_000 } }),
         Code.RESOURCE_EXHAUSTED,
