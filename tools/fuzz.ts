@@ -73,6 +73,8 @@ export interface TargetReport {
   rssAfterMiB: number;
   longestDetails: number;
   seconds: number;
+  /** The end of the server's stderr when there were findings (what the INTERNAL errors logged). */
+  serverLog: string;
 }
 
 /** RSS after may exceed RSS before by at most this (allocator high-water marks, JIT code). */
@@ -125,6 +127,7 @@ export async function fuzzTarget(
       rssBeforeMiB: before / 2 ** 20,
       rssAfterMiB: after / 2 ** 20,
       longestDetails: result.longestDetails,
+      serverLog: result.findings.length ? service.stderr().slice(-4000) : "",
       seconds: (performance.now() - started) / 1000,
     };
   } finally {
@@ -184,6 +187,7 @@ if (import.meta.main) {
         if (done % step === 0) console.error(`${target.name}: ${done}/${values.calls} calls`);
       });
       reports.push(report);
+      if (report.serverLog) console.log(`--- ${target.name} stderr (end) ---\n${report.serverLog}\n---`);
       for (const f of report.findings) {
         console.log(
           `FINDING ${f.method} ${f.code} (--seed ${f.seed} --from ${f.call} --calls 1): ${f.details}`,

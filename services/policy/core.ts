@@ -459,6 +459,10 @@ export class PolicyCore {
 
   /** GetInfo's facts. */
   async info(): Promise<Record<string, unknown>> {
+    // The checksum awaits the adapter's tensors: read them under the adapter lock (see getAdapter).
+    const checksum = await this.#exclusive(async () =>
+      this.#adapter ? await checksumTensors(await this.#adapter.lora.toPeftTensorsAsync()) : ""
+    );
     const a = this.#adapter;
     const mem = tf.memory();
     return {
@@ -477,7 +481,7 @@ export class PolicyCore {
       loraAlpha: a?.lora.alpha ?? 0,
       loraTargetModules: a ? [...a.lora.targetModules] : [],
       optimizerStep: a?.optimizer.step ?? 0,
-      adapterChecksum: a ? await checksumTensors(await a.lora.toPeftTensorsAsync()) : "",
+      adapterChecksum: checksum,
       memoryBytes: mem.numBytes,
       tensorCount: mem.numTensors,
       instanceId: this.instanceId,
@@ -1139,8 +1143,16 @@ export class PolicyCore {
     }
   }
 
-  /** The adapter in PEFT names and layout, optionally with Adam's moments. */
-  async getAdapter(includeOptimizerState: boolean): Promise<AdapterData> {
+  /**
+   * The adapter in PEFT names and layout, optionally with Adam's moments. Under the adapter lock like
+   * every reader that awaits its tensors: a LoadAdapter or TrainStep in between would dispose or
+   * replace them mid-read (found by the fuzzer: INTERNAL "Cannot read properties of undefined").
+   */
+  getAdapter(includeOptimizerState: boolean): Promise<AdapterData> {
+    return this.#exclusive(() => this.#getAdapter(includeOptimizerState));
+  }
+
+  async #getAdapter(includeOptimizerState: boolean): Promise<AdapterData> {
     const slot = this.#requireAdapter("GetAdapter");
     const weights = await slot.lora.toPeftTensorsAsync();
     let optimizerState: Map<string, TensorRecord> | null = null;
@@ -1249,8 +1261,12 @@ export class PolicyCore {
     }
   }
 
-  /** Writes the adapter in PEFT format under the adapter root (atomically). */
-  async saveAdapter(path: string): Promise<{ path: string; bytes: number; checksum: string }> {
+  /** Writes the adapter in PEFT format under the adapter root (atomically), under the adapter lock. */
+  saveAdapter(path: string): Promise<{ path: string; bytes: number; checksum: string }> {
+    return this.#exclusive(() => this.#saveAdapter(path));
+  }
+
+  async #saveAdapter(path: string): Promise<{ path: string; bytes: number; checksum: string }> {
     const slot = this.#requireAdapter("SaveAdapter");
     const dest = await resolveInsideRoot(this.options.adapterRoot, path, "path");
     if (!dest.endsWith(".safetensors")) throw new InvalidArgumentError("path", "must end with .safetensors");

@@ -359,3 +359,20 @@ Deno.test("policy core: generate is deterministic in its noise key", async () =>
     core.dispose();
   }
 });
+
+Deno.test("policy core: readers of the adapter never see it disposed by a concurrent load", async () => {
+  // Found by the fuzzer: GetInfo's checksum awaited the adapter's tensors while a LoadAdapter
+  // reset disposed them (INTERNAL "Cannot read properties of undefined (reading 'backend')").
+  const core = await makeCore();
+  try {
+    const calls: Promise<unknown>[] = [];
+    for (let i = 0; i < 6; i++) {
+      calls.push(core.info(), core.getAdapter(false), core.loadAdapter({ reset: true }));
+    }
+    const results = await Promise.allSettled(calls);
+    const failed = results.filter((r) => r.status === "rejected").map((r) => String(r.reason));
+    assertEquals(failed, []);
+  } finally {
+    core.dispose();
+  }
+});
