@@ -706,6 +706,12 @@ export class PolicyCore {
     initialLatents?: HostTensor;
     batch: number;
     role: Role;
+    /**
+     * Called before every denoising step; throws to stop (the call's deadline passed). The loop is
+     * synchronous, so no timer or abort event can fire inside it: without this a client that gave
+     * up would leave the process computing (and holding memory) for all the steps it asked for.
+     */
+    checkContinue?: () => void;
   }): Promise<{ images: RgbImage[]; latents: HostTensor }> {
     const cfg = this.#samplerConfig(input.step, false);
     const [c, h, w] = this.pipeline.latentShape;
@@ -728,6 +734,12 @@ export class PolicyCore {
         : tf.tensor4d(initialLatentsNoise(input.noise, b, c * h * w), [b, c, h, w]);
       const [, , hh, ww] = x.shape;
       for (let i = 0; i < timesteps.length; i++) {
+        try {
+          input.checkContinue?.();
+        } catch (error) {
+          x.dispose();
+          throw error;
+        }
         const next = tf.tidy(() => {
           const coeff = stepCoefficientsAt(this.pipeline.schedule, cfg, i);
           const eps = this.denoiser.noise(x, new Array(b).fill(coeff.timestep), cond, wScale, lora);

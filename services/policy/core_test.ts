@@ -7,7 +7,12 @@ import {
   assertNotEquals,
   assertRejects,
 } from "../../lib/testing/assert.ts";
-import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from "../../lib/errors.ts";
+import {
+  DeadlineExceededError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  ResourceExhaustedError,
+} from "../../lib/errors.ts";
 import { initBackend } from "../../lib/tensor/backend.ts";
 import { readSafetensors } from "../../lib/tensor/safetensors.ts";
 import { DEFAULT_ADAM } from "./adam.ts";
@@ -372,6 +377,35 @@ Deno.test("policy core: readers of the adapter never see it disposed by a concur
     const results = await Promise.allSettled(calls);
     const failed = results.filter((r) => r.status === "rejected").map((r) => String(r.reason));
     assertEquals(failed, []);
+  } finally {
+    core.dispose();
+  }
+});
+
+Deno.test("policy core: generate asks checkContinue before every step and stops when it throws", async () => {
+  const core = await makeCore();
+  try {
+    const gen = (checkContinue?: () => void) =>
+      core.generate({
+        conditioning: { prompts },
+        step: { ...step, numInferenceSteps: 8 },
+        noise: { seed: 3n, stream: 0n },
+        batch: 2,
+        role: "policy",
+        checkContinue,
+      });
+    await gen(); // first use builds caches that stay (schedule, prompt embeddings)
+    const before = (await core.info()).tensorCount as number;
+    let asked = 0;
+    await assertRejects(
+      () =>
+        gen(() => {
+          if (++asked === 3) throw new DeadlineExceededError("deadline");
+        }),
+      DeadlineExceededError,
+    );
+    assertEquals(asked, 3); // stopped at the third step, not after all eight
+    assertEquals((await core.info()).tensorCount, before); // nothing leaked on the way out
   } finally {
     core.dispose();
   }

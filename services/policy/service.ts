@@ -15,7 +15,7 @@ import {
   type Transitions,
 } from "../../gen/rdpo/v1/policy_pb.ts";
 import type { NamedTensor, RngKey, Tensor } from "../../gen/rdpo/v1/tensor_pb.ts";
-import { InvalidArgumentError } from "../../lib/errors.ts";
+import { DeadlineExceededError, InvalidArgumentError } from "../../lib/errors.ts";
 import type { ImplOf } from "../../lib/rpc/types.ts";
 import { decodeFloat32, decodeImages, encodeImage, encodeTensor } from "../../lib/tensor/codec.ts";
 import type { TensorRecord } from "../../lib/tensor/safetensors.ts";
@@ -271,9 +271,15 @@ export function policyService(core: PolicyCore): ImplOf<typeof PolicyService> {
       return { latents: tensorOut(await core.encodeImages(imgs)) };
     },
 
-    async generate(req) {
+    async generate(req, ctx) {
       const cond = conditioning(req.conditioning, "conditioning");
       const r = await core.generate({
+        checkContinue: () => {
+          if (ctx.deadline && Date.now() >= ctx.deadline.getTime()) {
+            throw new DeadlineExceededError("the deadline passed before generation finished");
+          }
+          ctx.signal.throwIfAborted();
+        },
         conditioning: cond,
         step: stepOptions(req.step),
         noise: rngKey(req.noise),
