@@ -15,7 +15,7 @@ import { RewardService } from "../gen/rdpo/v1/reward_pb.ts";
 import { TrainerService } from "../gen/rdpo/v1/trainer_pb.ts";
 import { createClient } from "../lib/rpc/client.ts";
 import { parseFlags } from "../lib/rpc/flags.ts";
-import { type Finding, fuzzService } from "../lib/rpc/fuzz/runner.ts";
+import { type Finding, type FuzzResult, fuzzService } from "../lib/rpc/fuzz/runner.ts";
 import { spawnService } from "../lib/rpc/spawn.ts";
 
 export interface FuzzTarget {
@@ -73,6 +73,7 @@ export interface TargetReport {
   rssAfterMiB: number;
   longestDetails: number;
   seconds: number;
+  slowest: FuzzResult["slowest"];
   /** The end of the server's stderr when there were findings (what the INTERNAL errors logged). */
   serverLog: string;
 }
@@ -127,6 +128,7 @@ export async function fuzzTarget(
       rssBeforeMiB: before / 2 ** 20,
       rssAfterMiB: after / 2 ** 20,
       longestDetails: result.longestDetails,
+      slowest: result.slowest,
       serverLog: result.findings.length ? service.stderr().slice(-4000) : "",
       seconds: (performance.now() - started) / 1000,
     };
@@ -162,7 +164,14 @@ export function formatReports(reports: TargetReport[]): string {
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
   const lines = rows.map((row) => row.map((cell, c) => cell.padEnd(widths[c])).join("  "));
-  for (const r of reports) lines.push(`${r.service} codes: ${JSON.stringify(r.codes)}`);
+  for (const r of reports) {
+    lines.push(`${r.service} codes: ${JSON.stringify(r.codes)}`);
+    lines.push(
+      `${r.service} slowest: ${
+        r.slowest.map((s) => `${s.method}#${s.call} ${s.ms} ms ${s.code}`).join(", ")
+      }`,
+    );
+  }
   return lines.join("\n");
 }
 

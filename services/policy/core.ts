@@ -96,6 +96,8 @@ export interface PolicyCoreOptions {
    * but odd shape could make the process hold gigabytes.
    */
   maxLatentSide?: number;
+  /** Largest LoRA rank LoadAdapter accepts (default DEFAULT_MAX_LORA_RANK). */
+  maxLoraRank?: number;
   /** Most inference steps a request may ask for (default DEFAULT_MAX_INFERENCE_STEPS). */
   maxInferenceSteps?: number;
   backend: string;
@@ -103,6 +105,8 @@ export interface PolicyCoreOptions {
 
 /** Default --max-inference-steps: Generate costs steps x UNet passes, so this bounds one call's CPU. */
 export const DEFAULT_MAX_INFERENCE_STEPS = 200;
+/** Default --max-lora-rank: far above the ranks LoRA fine-tuning uses (4-64). */
+export const DEFAULT_MAX_LORA_RANK = 256;
 
 export interface SampleCandidatesInput {
   conditioning: ConditioningInput;
@@ -332,6 +336,13 @@ export async function checksumTensors(tensors: ReadonlyMap<string, TensorRecord>
 interface PreparedLoss {
   loss(metrics: { hW?: tf.Tensor; hL?: tf.Tensor; perPair?: tf.Tensor }): tf.Scalar;
   dispose(): void;
+}
+
+/** A copy of the adapter taken before a load, put back if the load fails. */
+interface AdapterBackup {
+  settings: LoraSettings;
+  weights: Map<string, TensorRecord>;
+  state: AdamState;
 }
 
 interface AdapterSlot {
@@ -1189,7 +1200,39 @@ export class PolicyCore {
 
   /** Replaces the adapter: from tensors, from a file under the adapter root, or fresh (reset). */
   loadAdapter(input: LoadAdapterInput): Promise<{ checksum: string; optimizerStep: number }> {
-    return this.#exclusive(() => this.#loadAdapter(input));
+    return this.#exclusive(async () => {
+      // A load that fails half way (weights missing, wrong shapes) must not leave the process with
+      // a different adapter than before: keep a copy and put it back (found by the fuzzer).
+      const backup = await this.#snapshot();
+      try {
+        return await this.#loadAdapter(input);
+      } catch (error) {
+        if (backup) this.#restore(backup);
+        throw error;
+      }
+    });
+  }
+
+  async #snapshot(): Promise<AdapterBackup | null> {
+    const slot = this.#adapter;
+    if (!slot) return null;
+    return {
+      settings: {
+        rank: slot.lora.rank,
+        alpha: slot.lora.alpha,
+        targetModules: [...slot.lora.targetModules],
+        seed: 0,
+      } satisfies LoraSettings,
+      weights: await slot.lora.toPeftTensorsAsync(),
+      state: await slot.optimizer.exportState(),
+    };
+  }
+
+  #restore(backup: AdapterBackup): void {
+    this.#replaceAdapter(backup.settings);
+    const slot = this.#adapter!;
+    slot.lora.loadPeftTensors(backup.weights);
+    slot.optimizer.importState(backup.state);
   }
 
   async #loadAdapter(input: LoadAdapterInput): Promise<{ checksum: string; optimizerStep: number }> {
@@ -1258,6 +1301,13 @@ export class PolicyCore {
   }
 
   #replaceAdapter(settings: LoraSettings): void {
+    const maxRank = this.options.maxLoraRank ?? DEFAULT_MAX_LORA_RANK;
+    if (!Number.isInteger(settings.rank) || settings.rank < 1 || settings.rank > maxRank) {
+      throw new ResourceExhaustedError(
+        `adapter.rank: ${settings.rank} is outside [1, ${maxRank}] (--max-lora-rank): the adapter's ` +
+          "size and every UNet pass grow with it",
+      );
+    }
     const old = this.#adapter;
     if (old) {
       old.optimizer.dispose();

@@ -410,3 +410,31 @@ Deno.test("policy core: generate asks checkContinue before every step and stops 
     core.dispose();
   }
 });
+
+Deno.test("policy core: a LoadAdapter that fails keeps the adapter it had; a huge rank is refused first", async () => {
+  // Found by the fuzzer: LoadAdapter{rank: 65535, no weights} replaced the adapter with a huge one
+  // before noticing the weights were missing (every later call slowed down, RSS grew to GBs).
+  const core = await makeCore();
+  try {
+    await core.loadAdapter({ reset: true, seed: 11 }); // an adapter unlike the configured one
+    const before = (await core.getAdapter(false)).checksum;
+    const adapter = {
+      weights: new Map(),
+      rank: 65535,
+      alpha: 1,
+      targetModules: [],
+      optimizerState: new Map(),
+      optimizerStep: 0,
+    };
+    await assertRejects(() => core.loadAdapter({ adapter }), ResourceExhaustedError, "--max-lora-rank");
+    await assertRejects(
+      () => core.loadAdapter({ adapter: { ...adapter, rank: 3 } }),
+      FailedPreconditionError,
+    );
+    const after = await core.getAdapter(false);
+    assertEquals(after.checksum, before);
+    assertEquals(after.rank, 2);
+  } finally {
+    core.dispose();
+  }
+});

@@ -10,7 +10,7 @@ import { PolicyService } from "../../gen/rdpo/v1/policy_pb.ts";
 import { runService, type ServiceMainOptions, startService } from "../../lib/rpc/main.ts";
 import type { FlagSpecs } from "../../lib/rpc/flags.ts";
 import { BACKENDS, initBackend, parseBackendName } from "../../lib/tensor/backend.ts";
-import { DEFAULT_MAX_INFERENCE_STEPS, PolicyCore } from "./core.ts";
+import { DEFAULT_MAX_INFERENCE_STEPS, DEFAULT_MAX_LORA_RANK, PolicyCore } from "./core.ts";
 import { DEFAULT_LORA_TARGETS } from "./model/lora.ts";
 import { disposePipeline, loadPipeline } from "./pipeline.ts";
 import { policyService } from "./service.ts";
@@ -84,6 +84,13 @@ export const POLICY_FLAGS = {
     description:
       "largest latent height/width a request may send (0: twice the model's; more: RESOURCE_EXHAUSTED)",
   },
+  maxLoraRank: {
+    type: "int",
+    env: ["POLICY_MAX_LORA_RANK"],
+    default: DEFAULT_MAX_LORA_RANK,
+    min: 1,
+    description: "largest LoRA rank LoadAdapter accepts (more: RESOURCE_EXHAUSTED)",
+  },
   maxInferenceSteps: {
     type: "int",
     env: ["POLICY_MAX_INFERENCE_STEPS"],
@@ -115,6 +122,7 @@ export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<
         maxBatch: flags.maxBatch,
         maxInferenceSteps: flags.maxInferenceSteps,
         maxLatentSide: flags.maxLatentSide,
+        maxLoraRank: flags.maxLoraRank,
         backend,
       });
       if (flags.initAdapter) await core.loadAdapter({ path: flags.initAdapter });

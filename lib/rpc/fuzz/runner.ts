@@ -28,6 +28,8 @@ export interface FuzzResult {
   findings: Finding[];
   /** Longest echoed client string seen in any error message (characters). */
   longestDetails: number;
+  /** The five slowest calls (method, call index, milliseconds, code): where to look for a DoS. */
+  slowest: { method: string; call: number; ms: number; code: string }[];
 }
 
 export interface FuzzOptions extends HostileOptions {
@@ -82,7 +84,7 @@ export async function fuzzService(options: FuzzOptions): Promise<FuzzResult> {
     "grpc.max_receive_message_length": 256 << 20,
     "grpc.max_send_message_length": 256 << 20,
   });
-  const result: FuzzResult = { calls: 0, codes: {}, findings: [], longestDetails: 0 };
+  const result: FuzzResult = { calls: 0, codes: {}, findings: [], longestDetails: 0, slowest: [] };
   const from = options.from ?? 0;
   let next = from;
   const end = from + options.calls;
@@ -94,8 +96,17 @@ export async function fuzzService(options: FuzzOptions): Promise<FuzzResult> {
       const method = rng.pick(methods);
       const message = hostileMessage(rng, method.input, options);
       const body = Buffer.from(toBinary(method.input, message as never));
+      const started = performance.now();
       const { code, details } = await callOnce(client, method, body, options.timeoutMs ?? 5000);
+      const ms = performance.now() - started;
       const name = codeName(code);
+      result.slowest.push({
+        method: `${method.parent.name}.${method.name}`,
+        call: i,
+        ms: Math.round(ms),
+        code: name,
+      });
+      result.slowest.sort((a, b) => b.ms - a.ms).splice(5);
       result.calls++;
       result.codes[name] = (result.codes[name] ?? 0) + 1;
       result.longestDetails = Math.max(result.longestDetails, details.length);
