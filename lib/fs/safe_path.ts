@@ -5,6 +5,8 @@
  */
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { InvalidArgumentError, NotFoundError, PermissionDeniedError } from "../errors.ts";
+import { quoteClient } from "../echo.ts";
+import { checkPathLength } from "./path_limits.ts";
 
 /** Whether `child` is `root` or lies below it (both absolute, already resolved). */
 export function isInside(root: string, child: string): boolean {
@@ -52,26 +54,31 @@ export async function resolveInsideRoot(
     throw new InvalidArgumentError(field, "is empty");
   }
   if (requested.includes("\0")) throw new InvalidArgumentError(field, "must not contain NUL bytes");
+  checkPathLength(requested, field);
   const realRoot = await Deno.realPath(root).catch(() => {
     throw new NotFoundError(`${field}: the configured root folder ${root} does not exist`);
   });
   const lexical = resolve(realRoot, requested);
   // An absolute path may name the root through its configured (unresolved) spelling too.
   if (!inside(realRoot, lexical) && !inside(resolve(root), lexical)) {
-    throw new PermissionDeniedError(`${field}: "${requested}" is outside the root folder ${realRoot}`);
+    throw new PermissionDeniedError(
+      `${field}: ${quoteClient(requested)} is outside the root folder ${realRoot}`,
+    );
   }
   // realpath of the path as written (through the configured root spelling when it used that).
   const real = await realPathAllowingMissing(lexical);
   if (!inside(realRoot, real)) {
     throw new PermissionDeniedError(
-      `${field}: "${requested}" resolves (through a symlink) to ${real}, outside the root folder ${realRoot}`,
+      `${field}: ${
+        quoteClient(requested)
+      } resolves (through a symlink) to ${real}, outside the root folder ${realRoot}`,
     );
   }
   if (mustExist) {
     try {
       await Deno.stat(real);
     } catch {
-      const problem = `"${requested}" does not exist in the root folder ${realRoot}`;
+      const problem = `${quoteClient(requested)} does not exist in the root folder ${realRoot}`;
       if (missing === "invalid_argument") throw new InvalidArgumentError(field, problem);
       throw new NotFoundError(`${field}: ${problem}`);
     }

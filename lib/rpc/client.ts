@@ -19,6 +19,9 @@ import { readAll } from "./readable.ts";
 import { DEFAULT_FLOW_CONTROL_WINDOW, DEFAULT_MAX_MESSAGE_BYTES } from "./server.ts";
 import { type CallStatus, Code, RpcError } from "./status.ts";
 import type { GenService, GenServiceMethods } from "./types.ts";
+import { installHttp2Guard } from "./h2_guard.ts";
+
+installHttp2Guard(); // before any session exists (denoland/deno#36788, see h2_guard.ts)
 
 export interface ClientOptions {
   /** Largest response accepted (default DEFAULT_MAX_MESSAGE_BYTES). */

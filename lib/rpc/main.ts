@@ -29,6 +29,8 @@ import type { TokenEntry } from "./auth.ts";
 import { openServerSecurity, securityFlags } from "./security.ts";
 import type { CallMiddleware } from "./types.ts";
 import { PROBE_SERVICES, serverTelemetry } from "../telemetry/grpc.ts";
+import { type SupervisedTransport, superviseTransport } from "./transport/supervisor.ts";
+import { concurrencyLimit, DEFAULT_MAX_CONCURRENT_CALLS } from "./concurrency.ts";
 import { type MetricsServer, startMetricsServer } from "../telemetry/metrics_server.ts";
 
 /** The flags every service has. */
@@ -56,12 +58,27 @@ export function commonFlags(prefix: string, defaultPort: number) {
       max: 2 ** 31 - 1,
       description: "largest request and response message",
     },
+    maxConcurrentCalls: {
+      type: "int",
+      env: [`${prefix}_MAX_CONCURRENT_CALLS`, "RDPO_MAX_CONCURRENT_CALLS"],
+      default: DEFAULT_MAX_CONCURRENT_CALLS,
+      min: 1,
+      description: "calls of one method running at once; more: RESOURCE_EXHAUSTED (health exempt)",
+    },
     drainTimeoutMs: {
       type: "int",
       env: [`${prefix}_DRAIN_TIMEOUT_MS`, "RDPO_DRAIN_TIMEOUT_MS"],
       default: 10_000,
       min: 0,
       description: "on SIGTERM, how long in-flight calls may finish before they are cancelled",
+    },
+    transport: {
+      type: "string",
+      env: [`${prefix}_TRANSPORT`, "RDPO_TRANSPORT"],
+      default: "direct",
+      choices: ["direct", "supervised"],
+      description: "direct: gRPC served in this process; supervised: by a child process that is " +
+        "restarted if it dies (lib/rpc/transport/front.ts; for peers outside our control)",
     },
     metricsPort: {
       type: "int",
@@ -112,7 +129,10 @@ export interface ServiceMainOptions<F extends FlagSpecs> {
 
 export interface RunningService<F extends FlagSpecs> {
   server: RpcServer;
+  /** The public address (the supervised front's when there is one). */
   address: BoundAddress;
+  /** The supervised front, when --transport is supervised. */
+  transport?: SupervisedTransport;
   flags: FlagValues<Common & F>;
   /** Graceful stop: NOT_SERVING, drain (bounded by --drain-timeout-ms), cleanup. */
   stop(): Promise<ShutdownResult>;
@@ -141,15 +161,43 @@ export async function startService<F extends FlagSpecs = Record<never, FlagSpec>
       ...(options.telemetry ?? true ? [serverTelemetry({ skipSpansFor: PROBE_SERVICES })] : []),
       // Authorization before the service's own middleware, so a refused call costs nothing more.
       ...(security.middleware ? [security.middleware] : []),
+      concurrencyLimit(common.maxConcurrentCalls).middleware,
       ...(options.onCall ?? []),
     ],
   });
   server.health.setStatus("", Serving.NOT_SERVING);
   let cleanup: Awaited<ReturnType<typeof options.setup>>;
   let address: BoundAddress;
+  const supervised = common.transport === "supervised";
+  let transport: SupervisedTransport | undefined;
   try {
+    if (supervised && security.credentials) {
+      // The relay child (transport/front.ts) speaks plaintext HTTP/2 on the public port.
+      throw new FlagError(
+        "--transport supervised: not available with TLS (--tls-cert); use --transport direct",
+      );
+    }
     cleanup = await options.setup(server, flags, positionals);
-    address = await server.listen(common.host, common.port, security.credentials);
+    // Supervised: the service listens on loopback only; the relay child serves the public port.
+    address = supervised
+      ? await server.listen("127.0.0.1", 0)
+      : await server.listen(common.host, common.port, security.credentials);
+    if (supervised) {
+      try {
+        transport = await superviseTransport({
+          host: common.host,
+          port: common.port,
+          upstream: address.address,
+          maxMessageBytes: common.maxMessageBytes,
+          services: server.services,
+          log: (line) => console.error(`${options.name}: ${line}`),
+        });
+      } catch (e) {
+        server.forceShutdown();
+        throw e;
+      }
+      address = transport.address;
+    }
   } catch (e) {
     security.close();
     throw e;
@@ -162,6 +210,7 @@ export async function startService<F extends FlagSpecs = Record<never, FlagSpec>
     } catch (e) {
       server.forceShutdown();
       security.close();
+      await transport?.stop(0);
       throw e;
     }
     console.error(`${options.name}: metrics on ${metrics.url}`);
@@ -172,10 +221,12 @@ export async function startService<F extends FlagSpecs = Record<never, FlagSpec>
   return {
     server,
     address,
+    transport,
     flags,
     stop() {
       stopping ??= (async () => {
         const result = await server.shutdown(common.drainTimeoutMs);
+        await transport?.stop();
         await metrics?.close();
         security.close();
         if (typeof cleanup === "function") await cleanup();
@@ -242,6 +293,7 @@ async function serve<F extends FlagSpecs>(options: ServiceMainOptions<F>): Promi
     if (signals > 1) {
       console.error(`${options.name}: second ${signal}, stopping now`);
       running.server.forceShutdown();
+      await running.transport?.stop(0);
       Deno.exit(0);
     }
     console.error(`${options.name}: ${signal}, draining (up to ${running.flags.drainTimeoutMs} ms)`);

@@ -28,6 +28,10 @@ import type {
   ServiceImpl,
 } from "./types.ts";
 import { Health } from "../../gen/grpc/health/v1/health_pb.ts";
+import { installHttp2Guard } from "./h2_guard.ts";
+import { truncateEchoes } from "../echo.ts";
+
+installHttp2Guard(); // before any session exists (denoland/deno#36788, see h2_guard.ts)
 
 /**
  * Default message size limit both ways. grpc-js' own default (4 MiB receive) is too small for
@@ -302,7 +306,8 @@ export class RpcServer {
     const thrown = call.signal.aborted ? call.signal.reason : error;
     const status = statusFromError(thrown);
     if (status.internal) this.#log(`${call.path}: internal error`, error);
-    return { code: status.code, details: status.details, error };
+    // Client strings echoed in the details are cut (lib/echo.ts): a status never repeats 5000 chars.
+    return { code: status.code, details: truncateEchoes(status.details), error };
   }
 
   // deno-lint-ignore no-explicit-any

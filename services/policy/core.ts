@@ -10,6 +10,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { dirname } from "node:path";
 import {
+  DeadlineExceededError,
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
@@ -90,8 +91,23 @@ export interface PolicyCoreOptions {
   adapterRoot: string;
   /** Largest number of samples in one request (items x candidates, or transitions). */
   maxBatch: number;
+  /**
+   * Largest latent height or width a request may send (default: twice the model's own latent side).
+   * UNet activations grow with batch x H x W, so without it one request of small latents-in-bytes
+   * but odd shape could make the process hold gigabytes.
+   */
+  maxLatentSide?: number;
+  /** Largest LoRA rank LoadAdapter accepts (default DEFAULT_MAX_LORA_RANK). */
+  maxLoraRank?: number;
+  /** Most inference steps a request may ask for (default DEFAULT_MAX_INFERENCE_STEPS). */
+  maxInferenceSteps?: number;
   backend: string;
 }
+
+/** Default --max-inference-steps: Generate costs steps x UNet passes, so this bounds one call's CPU. */
+export const DEFAULT_MAX_INFERENCE_STEPS = 200;
+/** Default --max-lora-rank: far above the ranks LoRA fine-tuning uses (4-64). */
+export const DEFAULT_MAX_LORA_RANK = 256;
 
 export interface SampleCandidatesInput {
   conditioning: ConditioningInput;
@@ -323,6 +339,13 @@ interface PreparedLoss {
   dispose(): void;
 }
 
+/** A copy of the adapter taken before a load, put back if the load fails. */
+interface AdapterBackup {
+  settings: LoraSettings;
+  weights: Map<string, TensorRecord>;
+  state: AdamState;
+}
+
 interface AdapterSlot {
   lora: LoraAdapter;
   optimizer: AdamOptimizer;
@@ -390,6 +413,13 @@ export class PolicyCore {
   }
 
   #samplerConfig(step: StepOptions, forLogProbs: boolean): SamplerConfig {
+    const maxSteps = this.options.maxInferenceSteps ?? DEFAULT_MAX_INFERENCE_STEPS;
+    if (step.numInferenceSteps > maxSteps) {
+      throw new ResourceExhaustedError(
+        `step.num_inference_steps: ${step.numInferenceSteps} exceeds the limit of ${maxSteps} ` +
+          "(--max-inference-steps)",
+      );
+    }
     const cfg: SamplerConfig = {
       sampler: step.sampler,
       numInferenceSteps: step.numInferenceSteps,
@@ -404,7 +434,13 @@ export class PolicyCore {
   #checkLatents(t: HostTensor, field: string): [number, number, number, number] {
     checkFloatTensor(t, field, 4);
     const [b, c, h, w] = t.shape;
-    const [lc] = this.pipeline.latentShape;
+    const [lc, nativeSide] = this.pipeline.latentShape;
+    const maxSide = this.options.maxLatentSide || 2 * nativeSide;
+    if (h > maxSide || w > maxSide) {
+      throw new ResourceExhaustedError(
+        `${field}.shape: ${h}x${w} latents exceed the limit of ${maxSide} per side (--max-latent-side)`,
+      );
+    }
     const levels = this.pipeline.unet.config.blockOutChannels.length - 1;
     const mult = 2 ** levels;
     if (c !== lc || h % mult !== 0 || w % mult !== 0) {
@@ -435,6 +471,10 @@ export class PolicyCore {
 
   /** GetInfo's facts. */
   async info(): Promise<Record<string, unknown>> {
+    // The checksum awaits the adapter's tensors: read them under the adapter lock (see getAdapter).
+    const checksum = await this.#exclusive(async () =>
+      this.#adapter ? await checksumTensors(await this.#adapter.lora.toPeftTensorsAsync()) : ""
+    );
     const a = this.#adapter;
     const mem = tf.memory();
     return {
@@ -453,7 +493,7 @@ export class PolicyCore {
       loraAlpha: a?.lora.alpha ?? 0,
       loraTargetModules: a ? [...a.lora.targetModules] : [],
       optimizerStep: a?.optimizer.step ?? 0,
-      adapterChecksum: a ? await checksumTensors(await a.lora.toPeftTensorsAsync()) : "",
+      adapterChecksum: checksum,
       memoryBytes: mem.numBytes,
       tensorCount: mem.numTensors,
       instanceId: this.instanceId,
@@ -678,6 +718,17 @@ export class PolicyCore {
     initialLatents?: HostTensor;
     batch: number;
     role: Role;
+    /**
+     * Called before every denoising step; throws to stop (the call's deadline passed). The loop is
+     * synchronous, so no timer or abort event can fire inside it: without this a client that gave
+     * up would leave the process computing (and holding memory) for all the steps it asked for.
+     */
+    checkContinue?: () => void;
+    /**
+     * The call's deadline (epoch ms), checked before every step like checkContinue: a plain number
+     * crosses the worker boundary (worker_core.ts), a function does not.
+     */
+    deadlineEpochMs?: number;
   }): Promise<{ images: RgbImage[]; latents: HostTensor }> {
     const cfg = this.#samplerConfig(input.step, false);
     const [c, h, w] = this.pipeline.latentShape;
@@ -700,6 +751,15 @@ export class PolicyCore {
         : tf.tensor4d(initialLatentsNoise(input.noise, b, c * h * w), [b, c, h, w]);
       const [, , hh, ww] = x.shape;
       for (let i = 0; i < timesteps.length; i++) {
+        try {
+          if (input.deadlineEpochMs !== undefined && Date.now() >= input.deadlineEpochMs) {
+            throw new DeadlineExceededError("the deadline passed before generation finished");
+          }
+          input.checkContinue?.();
+        } catch (error) {
+          x.dispose();
+          throw error;
+        }
         const next = tf.tidy(() => {
           const coeff = stepCoefficientsAt(this.pipeline.schedule, cfg, i);
           const eps = this.denoiser.noise(x, new Array(b).fill(coeff.timestep), cond, wScale, lora);
@@ -1115,8 +1175,16 @@ export class PolicyCore {
     }
   }
 
-  /** The adapter in PEFT names and layout, optionally with Adam's moments. */
-  async getAdapter(includeOptimizerState: boolean): Promise<AdapterData> {
+  /**
+   * The adapter in PEFT names and layout, optionally with Adam's moments. Under the adapter lock like
+   * every reader that awaits its tensors: a LoadAdapter or TrainStep in between would dispose or
+   * replace them mid-read (found by the fuzzer: INTERNAL "Cannot read properties of undefined").
+   */
+  getAdapter(includeOptimizerState: boolean): Promise<AdapterData> {
+    return this.#exclusive(() => this.#getAdapter(includeOptimizerState));
+  }
+
+  async #getAdapter(includeOptimizerState: boolean): Promise<AdapterData> {
     const slot = this.#requireAdapter("GetAdapter");
     const weights = await slot.lora.toPeftTensorsAsync();
     let optimizerState: Map<string, TensorRecord> | null = null;
@@ -1141,7 +1209,39 @@ export class PolicyCore {
 
   /** Replaces the adapter: from tensors, from a file under the adapter root, or fresh (reset). */
   loadAdapter(input: LoadAdapterInput): Promise<{ checksum: string; optimizerStep: number }> {
-    return this.#exclusive(() => this.#loadAdapter(input));
+    return this.#exclusive(async () => {
+      // A load that fails half way (weights missing, wrong shapes) must not leave the process with
+      // a different adapter than before: keep a copy and put it back (found by the fuzzer).
+      const backup = await this.#snapshot();
+      try {
+        return await this.#loadAdapter(input);
+      } catch (error) {
+        if (backup) this.#restore(backup);
+        throw error;
+      }
+    });
+  }
+
+  async #snapshot(): Promise<AdapterBackup | null> {
+    const slot = this.#adapter;
+    if (!slot) return null;
+    return {
+      settings: {
+        rank: slot.lora.rank,
+        alpha: slot.lora.alpha,
+        targetModules: [...slot.lora.targetModules],
+        seed: 0,
+      } satisfies LoraSettings,
+      weights: await slot.lora.toPeftTensorsAsync(),
+      state: await slot.optimizer.exportState(),
+    };
+  }
+
+  #restore(backup: AdapterBackup): void {
+    this.#replaceAdapter(backup.settings);
+    const slot = this.#adapter!;
+    slot.lora.loadPeftTensors(backup.weights);
+    slot.optimizer.importState(backup.state);
   }
 
   async #loadAdapter(input: LoadAdapterInput): Promise<{ checksum: string; optimizerStep: number }> {
@@ -1210,6 +1310,13 @@ export class PolicyCore {
   }
 
   #replaceAdapter(settings: LoraSettings): void {
+    const maxRank = this.options.maxLoraRank ?? DEFAULT_MAX_LORA_RANK;
+    if (!Number.isInteger(settings.rank) || settings.rank < 1 || settings.rank > maxRank) {
+      throw new ResourceExhaustedError(
+        `adapter.rank: ${settings.rank} is outside [1, ${maxRank}] (--max-lora-rank): the adapter's ` +
+          "size and every UNet pass grow with it",
+      );
+    }
     const old = this.#adapter;
     if (old) {
       old.optimizer.dispose();
@@ -1225,8 +1332,12 @@ export class PolicyCore {
     }
   }
 
-  /** Writes the adapter in PEFT format under the adapter root (atomically). */
-  async saveAdapter(path: string): Promise<{ path: string; bytes: number; checksum: string }> {
+  /** Writes the adapter in PEFT format under the adapter root (atomically), under the adapter lock. */
+  saveAdapter(path: string): Promise<{ path: string; bytes: number; checksum: string }> {
+    return this.#exclusive(() => this.#saveAdapter(path));
+  }
+
+  async #saveAdapter(path: string): Promise<{ path: string; bytes: number; checksum: string }> {
     const slot = this.#requireAdapter("SaveAdapter");
     const dest = await resolveInsideRoot(this.options.adapterRoot, path, "path");
     if (!dest.endsWith(".safetensors")) throw new InvalidArgumentError("path", "must end with .safetensors");

@@ -7,7 +7,12 @@ import {
   assertNotEquals,
   assertRejects,
 } from "../../lib/testing/assert.ts";
-import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from "../../lib/errors.ts";
+import {
+  DeadlineExceededError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  ResourceExhaustedError,
+} from "../../lib/errors.ts";
 import { initBackend } from "../../lib/tensor/backend.ts";
 import { readSafetensors } from "../../lib/tensor/safetensors.ts";
 import { DEFAULT_ADAM } from "./adam.ts";
@@ -285,6 +290,11 @@ Deno.test("policy core: bad inputs are refused with the field named", async () =
     await assertRejects(() => sample(core, latents(2, 1), 10), InvalidArgumentError, "step_index");
     await assertRejects(() => sample(core, latents(2, 1), 0, { numCandidates: 40 }), ResourceExhaustedError);
     await assertRejects(
+      () => sample(core, latents(2, 1), 0, { step: { ...step, numInferenceSteps: 201 } }),
+      ResourceExhaustedError,
+      "step.num_inference_steps: 201 exceeds the limit of 200 (--max-inference-steps)",
+    );
+    await assertRejects(
       () =>
         core.predictNoise({
           conditioning: { prompts },
@@ -350,6 +360,80 @@ Deno.test("policy core: generate is deterministic in its noise key", async () =>
     assertEquals(a.images.length, 2);
     assertEquals(a.latents.data, b.latents.data);
     assertNotEquals(a.latents.data, c.latents.data);
+  } finally {
+    core.dispose();
+  }
+});
+
+Deno.test("policy core: readers of the adapter never see it disposed by a concurrent load", async () => {
+  // Found by the fuzzer: GetInfo's checksum awaited the adapter's tensors while a LoadAdapter
+  // reset disposed them (INTERNAL "Cannot read properties of undefined (reading 'backend')").
+  const core = await makeCore();
+  try {
+    const calls: Promise<unknown>[] = [];
+    for (let i = 0; i < 6; i++) {
+      calls.push(core.info(), core.getAdapter(false), core.loadAdapter({ reset: true }));
+    }
+    const results = await Promise.allSettled(calls);
+    const failed = results.filter((r) => r.status === "rejected").map((r) => String(r.reason));
+    assertEquals(failed, []);
+  } finally {
+    core.dispose();
+  }
+});
+
+Deno.test("policy core: generate asks checkContinue before every step and stops when it throws", async () => {
+  const core = await makeCore();
+  try {
+    const gen = (checkContinue?: () => void) =>
+      core.generate({
+        conditioning: { prompts },
+        step: { ...step, numInferenceSteps: 8 },
+        noise: { seed: 3n, stream: 0n },
+        batch: 2,
+        role: "policy",
+        checkContinue,
+      });
+    await gen(); // first use builds caches that stay (schedule, prompt embeddings)
+    const before = (await core.info()).tensorCount as number;
+    let asked = 0;
+    await assertRejects(
+      () =>
+        gen(() => {
+          if (++asked === 3) throw new DeadlineExceededError("deadline");
+        }),
+      DeadlineExceededError,
+    );
+    assertEquals(asked, 3); // stopped at the third step, not after all eight
+    assertEquals((await core.info()).tensorCount, before); // nothing leaked on the way out
+  } finally {
+    core.dispose();
+  }
+});
+
+Deno.test("policy core: a LoadAdapter that fails keeps the adapter it had; a huge rank is refused first", async () => {
+  // Found by the fuzzer: LoadAdapter{rank: 65535, no weights} replaced the adapter with a huge one
+  // before noticing the weights were missing (every later call slowed down, RSS grew to GBs).
+  const core = await makeCore();
+  try {
+    await core.loadAdapter({ reset: true, seed: 11 }); // an adapter unlike the configured one
+    const before = (await core.getAdapter(false)).checksum;
+    const adapter = {
+      weights: new Map(),
+      rank: 65535,
+      alpha: 1,
+      targetModules: [],
+      optimizerState: new Map(),
+      optimizerStep: 0,
+    };
+    await assertRejects(() => core.loadAdapter({ adapter }), ResourceExhaustedError, "--max-lora-rank");
+    await assertRejects(
+      () => core.loadAdapter({ adapter: { ...adapter, rank: 3 } }),
+      FailedPreconditionError,
+    );
+    const after = await core.getAdapter(false);
+    assertEquals(after.checksum, before);
+    assertEquals(after.rank, 2);
   } finally {
     core.dispose();
   }

@@ -15,7 +15,7 @@ import { serviceCommand, type ServiceMainOptions, startService } from "../../lib
 import { runCommand } from "../../lib/cli/command.ts";
 import type { FlagSpecs } from "../../lib/rpc/flags.ts";
 import { BACKENDS, initBackend, parseBackendName } from "../../lib/tensor/backend.ts";
-import { PolicyCore } from "./core.ts";
+import { DEFAULT_MAX_INFERENCE_STEPS, DEFAULT_MAX_LORA_RANK, PolicyCore } from "./core.ts";
 import { DEFAULT_LORA_TARGETS } from "./model/lora.ts";
 import { disposePipeline, loadPipeline } from "./pipeline.ts";
 import { policyService } from "./service.ts";
@@ -88,6 +88,28 @@ export const POLICY_FLAGS = {
     default: true,
     description: "run the model in a worker thread (health and small RPCs answer during a UNet pass)",
   },
+  maxLatentSide: {
+    type: "int",
+    env: ["POLICY_MAX_LATENT_SIDE"],
+    default: 0,
+    min: 0,
+    description:
+      "largest latent height/width a request may send (0: twice the model's; more: RESOURCE_EXHAUSTED)",
+  },
+  maxLoraRank: {
+    type: "int",
+    env: ["POLICY_MAX_LORA_RANK"],
+    default: DEFAULT_MAX_LORA_RANK,
+    min: 1,
+    description: "largest LoRA rank LoadAdapter accepts (more: RESOURCE_EXHAUSTED)",
+  },
+  maxInferenceSteps: {
+    type: "int",
+    env: ["POLICY_MAX_INFERENCE_STEPS"],
+    default: DEFAULT_MAX_INFERENCE_STEPS,
+    min: 1,
+    description: "most inference steps one request may ask for (more: RESOURCE_EXHAUSTED)",
+  },
 } as const satisfies FlagSpecs;
 
 export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<typeof POLICY_FLAGS> {
@@ -112,6 +134,9 @@ export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<
         },
         adapterRoot: flags.adapterRoot,
         maxBatch: flags.maxBatch,
+        maxInferenceSteps: flags.maxInferenceSteps,
+        maxLatentSide: flags.maxLatentSide,
+        maxLoraRank: flags.maxLoraRank,
       };
       if (flags.worker) {
         await Deno.mkdir(flags.adapterRoot, { recursive: true });

@@ -271,9 +271,12 @@ export function policyService(core: PolicyCoreApi): ImplOf<typeof PolicyService>
       return { latents: tensorOut(await core.encodeImages(imgs)) };
     },
 
-    async generate(req) {
+    async generate(req, ctx) {
       const cond = conditioning(req.conditioning, "conditioning");
       const r = await core.generate({
+        deadlineEpochMs: ctx.deadline?.getTime(),
+        // In-thread cores also stop when the client cancels; a worker core gets the deadline only.
+        checkContinue: () => ctx.signal.throwIfAborted(),
         conditioning: cond,
         step: stepOptions(req.step),
         noise: rngKey(req.noise),

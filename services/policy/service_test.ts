@@ -253,11 +253,41 @@ Deno.test("policy service: malformed requests get INVALID_ARGUMENT / FAILED_PREC
         Code.FAILED_PRECONDITION,
         "expected_optimizer_step",
       ],
+      [
+        "5000-character adapter path",
+        () => client.loadAdapter({ source: { case: "path", value: "a".repeat(5000) } }),
+        Code.INVALID_ARGUMENT,
+        "path",
+      ],
+      [
+        "5000-character save path",
+        () => client.saveAdapter({ path: `${"b".repeat(5000)}.safetensors` }),
+        Code.INVALID_ARGUMENT,
+        "path",
+      ],
+      [
+        "latents larger than the limit",
+        () =>
+          client.sampleCandidates({
+            ...base,
+            numCandidates: 1,
+            latents: encodeTensor(new Float32Array(4 * 256 * 256), [1, 4, 256, 256]),
+          }),
+        Code.RESOURCE_EXHAUSTED,
+        "--max-latent-side",
+      ],
+      [
+        "too many inference steps",
+        () => client.sampleCandidates({ ...base, step: { ...step, numInferenceSteps: 100_000 } }),
+        Code.RESOURCE_EXHAUSTED,
+        "--max-inference-steps",
+      ],
     ];
     for (const [name, call, code, field] of cases) {
       const e = await rpcFailure(call);
       assertEquals(e.code, code, `${name}: got ${e.code} ${e.details}`);
       assert(e.details.includes(field), `${name}: "${e.details}" does not name ${field}`);
+      assert(e.details.length <= 400, `${name}: a ${e.details.length}-character message echoes too much`);
     }
     // The server lives on after every refusal.
     const health = createClient(Health, svc.address.address);

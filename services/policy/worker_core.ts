@@ -66,6 +66,12 @@ export async function startWorkerCore(
       }
     };
   }
+  // Functions cannot be posted to the worker: Generate's checkContinue (client cancellation) stays
+  // behind; its deadline travels as deadlineEpochMs (core.ts).
+  api.generate = (input: Record<string, unknown>) => {
+    const { checkContinue: _local, ...rest } = input;
+    return remote.call("generate", rest);
+  };
   api.info = () => Promise.resolve(info);
   return api as unknown as PolicyCoreApi & { dispose(): Promise<void> };
 }
