@@ -171,7 +171,7 @@ export async function startService<F extends FlagSpecs = Record<never, FlagSpec>
   const supervised = common.transport === "supervised";
   let transport: SupervisedTransport | undefined;
   try {
-    if (supervised && security.credentials) {
+    if (supervised && security.tls) {
       // The relay child (transport/front.ts) speaks plaintext HTTP/2 on the public port.
       throw new FlagError(
         "--transport supervised: not available with TLS (--tls-cert); use --transport direct",

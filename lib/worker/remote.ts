@@ -8,9 +8,12 @@
  * `call(method, ...args)` posts one message and resolves with the reply. Worker: `serveObject(make)`
  * builds the object from `init` and answers calls in arrival order.
  *
- * Data crosses by structured clone; typed arrays that own their whole buffer are transferred instead
- * of copied (a view into a larger buffer, e.g. a slice of a gRPC message or Node's Buffer pool, is
- * copied, since transferring would detach memory other code still reads). Errors keep their gRPC
+ * Data crosses by structured clone. Arguments' typed arrays that own their whole buffer are
+ * transferred to the worker instead of copied (a view into a larger buffer, e.g. a slice of a gRPC
+ * message or Node's Buffer pool, is copied, since transferring would detach memory other code still
+ * reads). Replies are always copied: the served object may return arrays it keeps (a cache of prompt
+ * embeddings, say), and transferring those would detach them under the object's feet (found by the
+ * fuzzer: EncodePrompts after an earlier EncodePrompts read a detached cached embedding). Errors keep their gRPC
  * meaning: a lib/errors.ts ServiceError comes back as one with the same code, message and field.
  * The caller's trace context travels with each call (W3C propagation), so spans made in the worker
  * stay children of the RPC's server span.
@@ -149,10 +152,8 @@ export function serveObject(make: (init: unknown) => Promise<Record<string, unkn
   // deno-lint-ignore no-explicit-any
   const scope = self as any;
   let object: Record<string, unknown> | null = null;
-  const reply = (m: ReplyMessage) => {
-    const transfer = m.ok ? transferables(m.value) : [];
-    scope.postMessage(m, transfer);
-  };
+  // Copied, never transferred: see the file comment.
+  const reply = (m: ReplyMessage) => scope.postMessage(m);
   scope.onmessage = async (ev: MessageEvent<CallMessage>) => {
     const { id, method, args, trace } = ev.data;
     try {

@@ -29,6 +29,9 @@ Deno.test({
       const view = new Float32Array(new ArrayBuffer(32), 8, 2).fill(1);
       await remote.call("scaled", { data: view });
       assertEquals(view.byteLength, 8, "a view into a larger buffer is copied, not detached");
+      // A reply the worker keeps (a cache) must stay readable there: replies are copied.
+      assertEquals([...await remote.call<Float32Array>("kept")], [5, 6, 7]);
+      assertEquals([...await remote.call<Float32Array>("kept")], [5, 6, 7]);
 
       const e = await assertRejects(() => remote.call("fail", "latents.shape"), RemoteServiceError);
       assertEquals((e as RemoteServiceError).field, "latents.shape");
