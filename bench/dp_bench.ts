@@ -5,8 +5,11 @@
  * so the scaling is bounded by them; the reduction share and the bytes are what carries over.
  *
  *   deno task bench --only dp
+ *   deno run -A bench/dp_bench.ts [--steps 4] [--batch 6]
  */
 import { join } from "node:path";
+import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
+import type { FlagSpecs } from "../lib/rpc/flags.ts";
 import { train } from "../services/trainer/loop.ts";
 import { readMetrics, type StepMetrics } from "../services/trainer/metrics.ts";
 import { loopbackCluster } from "../services/trainer/testing/cluster.ts";
@@ -99,4 +102,24 @@ export function formatDpBench(rows: DpBenchRow[]): string {
   return lines.join("\n");
 }
 
-if (import.meta.main) console.log(formatDpBench(await runDpBench()));
+export const DP_BENCH_FLAGS = {
+  steps: {
+    type: "int",
+    default: 4,
+    min: 1,
+    description: "measured steps per configuration (one more runs first as a warm-up)",
+  },
+  batch: { type: "int", default: 6, min: 1, description: "prompts per step (training.prompt_batch_size)" },
+} as const satisfies FlagSpecs;
+
+export const DP_BENCH_COMMAND: CommandSpec<typeof DP_BENCH_FLAGS> = {
+  name: "bench/dp_bench.ts",
+  summary: "data-parallel RDPO steps with 1-3 policy processes on loopback (a table)",
+  flags: DP_BENCH_FLAGS,
+  examples: ["deno run -A bench/dp_bench.ts", "deno run -A bench/dp_bench.ts --steps 2 --batch 3"],
+  async run(values) {
+    console.log(formatDpBench(await runDpBench({ steps: values.steps, batch: values.batch })));
+  },
+};
+
+if (import.meta.main) await runCommand(DP_BENCH_COMMAND);

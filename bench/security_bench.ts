@@ -5,8 +5,12 @@
  * a warm channel carrying a 512x512 RGB image (786 KiB) to a handler that only counts it.
  * Needs openssl (the certificate chain is made for the run). Every mode runs twice; the second
  * pass is reported.
+ *
+ *   deno run -A bench/security_bench.ts [--channels 10] [--calls 30]
  */
 import { RewardService } from "../gen/rdpo/v1/reward_pb.ts";
+import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
+import type { FlagSpecs } from "../lib/rpc/flags.ts";
 import { authMiddleware, TokenTable } from "../lib/rpc/auth.ts";
 import { accessOf } from "../lib/rpc/access.ts";
 import { createClient } from "../lib/rpc/client.ts";
@@ -120,6 +124,30 @@ export function formatSecurityBench(rows: SecurityBenchRow[]): string {
   return lines.join("\n");
 }
 
-if (import.meta.main) {
-  console.log(formatSecurityBench(await runSecurityBench()));
-}
+export const SECURITY_BENCH_FLAGS = {
+  channels: {
+    type: "int",
+    default: 10,
+    min: 1,
+    description: "new channels per mode (each: handshake + first call; median shown)",
+  },
+  calls: { type: "int", default: 30, min: 1, description: "warm 786 KiB calls per mode (median shown)" },
+} as const satisfies FlagSpecs;
+
+export const SECURITY_BENCH_COMMAND: CommandSpec<typeof SECURITY_BENCH_FLAGS> = {
+  name: "bench/security_bench.ts",
+  summary: "plaintext vs TLS vs mutual TLS (+ token): new-channel and warm-call cost on loopback (a table)",
+  description: "Needs openssl (the certificate chain is made for the run).",
+  flags: SECURITY_BENCH_FLAGS,
+  examples: [
+    "deno run -A bench/security_bench.ts",
+    "deno run -A bench/security_bench.ts --channels 5 --calls 10",
+  ],
+  async run(values) {
+    console.log(
+      formatSecurityBench(await runSecurityBench({ channels: values.channels, calls: values.calls })),
+    );
+  },
+};
+
+if (import.meta.main) await runCommand(SECURITY_BENCH_COMMAND);

@@ -13,7 +13,8 @@
 import { join } from "node:path";
 import { ServiceProcess } from "../lib/process/service_process.ts";
 import { median } from "../lib/stats.ts";
-import { parseFlags } from "../lib/rpc/flags.ts";
+import type { FlagSpecs } from "../lib/rpc/flags.ts";
+import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
 import { initBackend } from "../lib/tensor/backend.ts";
 import { writeTinyModel } from "../services/policy/testing/tiny_model.ts";
 import { parseConfig } from "../services/trainer/config.ts";
@@ -110,8 +111,24 @@ export function formatStepWireBench(rows: StepWireRow[]): string {
   ].join("\n");
 }
 
-if (import.meta.main) {
-  const { values } = parseFlags(Deno.args, { steps: { type: "int", default: 5, min: 2 } });
-  console.log(formatStepWireBench(await runStepWireBench(values)));
-  Deno.exit(0);
-}
+export const STEP_WIRE_BENCH_FLAGS = {
+  steps: {
+    type: "int",
+    default: 5,
+    min: 2,
+    description: "training steps per setup (the first is a warm-up, left out of the medians)",
+  },
+} as const satisfies FlagSpecs;
+
+export const STEP_WIRE_BENCH_COMMAND: CommandSpec<typeof STEP_WIRE_BENCH_FLAGS> = {
+  name: "bench/step_wire_bench.ts",
+  summary: "RPCs, message bytes and wire time of whole RDPO steps against real service processes (a table)",
+  flags: STEP_WIRE_BENCH_FLAGS,
+  examples: ["deno run -A bench/step_wire_bench.ts", "deno run -A bench/step_wire_bench.ts --steps 3"],
+  async run(values) {
+    console.log(formatStepWireBench(await runStepWireBench({ steps: values.steps })));
+    Deno.exit(0);
+  },
+};
+
+if (import.meta.main) await runCommand(STEP_WIRE_BENCH_COMMAND);

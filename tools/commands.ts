@@ -7,7 +7,7 @@
 import type { CommandSpec } from "../lib/cli/command.ts";
 
 export interface CommandEntry {
-  /** The deno task name; `rdpo` spells "serve:policy" as `rdpo serve policy`. */
+  /** The deno task name; `rdpo` spells "serve:policy" as `rdpo serve policy`, "gen:wasm" as it is. */
   name: string;
   /** The entry point the deno task runs, and the arguments before the flags. */
   script: string;
@@ -78,6 +78,18 @@ export const COMMANDS: readonly CommandEntry[] = [
     scriptArgs: [],
     load: async () => spec((await import("./readme_commands.ts")).README_COMMAND),
   },
+  {
+    name: "gen:wasm",
+    script: "tools/gen_wasm.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./gen_wasm.ts")).GEN_WASM_COMMAND),
+  },
+  {
+    name: "k8s:validate",
+    script: "deploy/k8s/manifests.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../deploy/k8s/manifests.ts")).K8S_VALIDATE_COMMAND),
+  },
 ];
 
 /**
@@ -104,6 +116,24 @@ export const SCRIPTS: readonly CommandEntry[] = [
     load: async () => spec((await import("../bench/wire_bench.ts")).WIRE_BENCH_COMMAND),
   },
   {
+    name: "bench/step_wire_bench.ts",
+    script: "bench/step_wire_bench.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../bench/step_wire_bench.ts")).STEP_WIRE_BENCH_COMMAND),
+  },
+  {
+    name: "bench/dp_bench.ts",
+    script: "bench/dp_bench.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../bench/dp_bench.ts")).DP_BENCH_COMMAND),
+  },
+  {
+    name: "bench/security_bench.ts",
+    script: "bench/security_bench.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../bench/security_bench.ts")).SECURITY_BENCH_COMMAND),
+  },
+  {
     name: "services/policy/model/bench.ts",
     script: "services/policy/model/bench.ts",
     scriptArgs: [],
@@ -114,6 +144,12 @@ export const SCRIPTS: readonly CommandEntry[] = [
     script: "services/reward/scorers/bench.ts",
     scriptArgs: [],
     load: async () => spec((await import("../services/reward/scorers/bench.ts")).SCORER_BENCH_COMMAND),
+  },
+  {
+    name: "services/reward/preprocess/bench.ts",
+    script: "services/reward/preprocess/bench.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../services/reward/preprocess/bench.ts")).PREPROCESS_BENCH_COMMAND),
   },
   {
     name: "services/reward/bench.ts",

@@ -54,12 +54,13 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     // Each spawn loads a whole entry point (tfjs, ONNX Runtime): the rdpo and -h spellings are
-    // checked for two commands, the direct scripts for all.
+    // checked for three commands (`rdpo serve policy`, `rdpo gen:wasm`), the direct scripts for all.
+    const rdpoArgs = (name: string) => name.startsWith("serve:") ? name.split(":") : [name];
     const lines = [...COMMANDS, ...SCRIPTS].flatMap((c) => [
       { c, kind: "help", args: [c.script, ...c.scriptArgs, "--help"] },
       { c, kind: "unknown", args: [c.script, ...c.scriptArgs, "--no-such-flag", "1"] },
-      ...(["train", "serve:policy"].includes(c.name)
-        ? [{ c, kind: "-h", args: ["tools/rdpo.ts", ...c.name.split(":"), "-h"] }]
+      ...(["train", "serve:policy", "gen:wasm"].includes(c.name)
+        ? [{ c, kind: "-h", args: ["tools/rdpo.ts", ...rdpoArgs(c.name), "-h"] }]
         : []),
     ]);
     const results = await pooled(lines.map((l) => () => run(l.args)));
@@ -98,8 +99,8 @@ Deno.test({
     ]);
     assertEquals(help.code, 0, help.stderr);
     for (const c of COMMANDS) {
-      const [head, service] = c.name.split(":");
-      assert(help.stdout.includes(`\n  ${head} `), c.name);
+      const service = c.name.startsWith("serve:") ? c.name.slice("serve:".length) : undefined;
+      assert(help.stdout.includes(`\n  ${service ? "serve" : c.name} `), c.name);
       if (service) {
         assert(new RegExp(`serve .*run a gRPC service: .*\\b${service}\\b`).test(help.stdout), c.name);
       }

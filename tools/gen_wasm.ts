@@ -8,7 +8,8 @@
  */
 import wabtInit from "wabt";
 import { Buffer } from "node:buffer";
-import { parseFlags } from "../lib/rpc/flags.ts";
+import type { FlagSpecs } from "../lib/rpc/flags.ts";
+import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
 
 /** `[source .wat, generated .ts]`, relative to the repository root. */
 export const WASM_TARGETS: readonly [string, string][] = [
@@ -39,16 +40,14 @@ export async function renderWasmModule(watPath: string): Promise<string> {
   }
 }
 
-if (import.meta.main) {
-  const { values } = parseFlags(Deno.args, {
-    check: { type: "bool", default: false, description: "report stale targets instead of writing" },
-  });
+/** Rewrites every stale target, or with `check` only reports them; resolves to the number stale. */
+export async function genWasm({ check = false } = {}): Promise<number> {
   let stale = 0;
   for (const [wat, ts] of WASM_TARGETS) {
     const want = await renderWasmModule(wat);
     const have = await Deno.readTextFile(new URL(ts, root)).catch(() => "");
     if (want === have) continue;
-    if (values.check) {
+    if (check) {
       console.error(`${ts} is stale: run deno task gen:wasm`);
       stale++;
     } else {
@@ -56,5 +55,25 @@ if (import.meta.main) {
       console.log(`wrote ${ts}`);
     }
   }
-  if (stale) Deno.exit(1);
+  return stale;
 }
+
+export const GEN_WASM_FLAGS = {
+  check: {
+    type: "bool",
+    default: false,
+    description: "report stale targets (exit 1) instead of writing them",
+  },
+} as const satisfies FlagSpecs;
+
+export const GEN_WASM_COMMAND: CommandSpec<typeof GEN_WASM_FLAGS> = {
+  name: "gen:wasm",
+  summary: "assemble the hand-written WebAssembly kernels (.wat) into TypeScript modules",
+  flags: GEN_WASM_FLAGS,
+  examples: ["deno task gen:wasm", "deno task gen:wasm --check"],
+  async run(values) {
+    if (await genWasm({ check: values.check })) Deno.exit(1);
+  },
+};
+
+if (import.meta.main) await runCommand(GEN_WASM_COMMAND);

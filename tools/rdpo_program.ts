@@ -30,8 +30,9 @@ export async function rdpoProgram(out: (text: string) => void): Promise<Command>
   const services: string[] = [];
   for (const entry of COMMANDS) {
     const spec = await entry.load();
-    const [head, tail] = entry.name.split(":");
-    (tail ? serve.command(tail) : program.command(head)).description(spec.summary);
+    // Only services are a group (`rdpo serve policy`); other tasks keep their name (`rdpo gen:wasm`).
+    const tail = entry.name.startsWith("serve:") ? entry.name.slice("serve:".length) : undefined;
+    (tail ? serve.command(tail) : program.command(entry.name)).description(spec.summary);
     if (tail) services.push(tail);
   }
   serve.description(`run a gRPC service: ${services.join(", ")} (rdpo serve <service> --help)`);

@@ -4,7 +4,7 @@
  * (its generated JSON-schema validators; unknown kinds are an error, not a pass).
  *
  *   deno task k8s:validate                 every overlay: render, validate, print a table
- *   deno task k8s:validate cpu-dev         one overlay
+ *   deno task k8s:validate cpu-dev         one overlay (or several: base cpu-dev)
  *
  * `RDPO_KUBECTL` names the kubectl binaries to render with, separated by ":" (default `kubectl`);
  * with several (Debian's kubectl 1.20 = kustomize v2, and a current one = v5) every overlay must
@@ -15,6 +15,9 @@ import process from "node:process";
 import { parseAllDocuments } from "yaml";
 import type { IPodTemplateSpec } from "kubernetes-models/v1";
 import { run } from "../../test/support/container_env.ts";
+import { type CommandSpec, runCommand } from "../../lib/cli/command.ts";
+import { FlagError, type FlagSpecs } from "../../lib/rpc/flags.ts";
+import { FailedPreconditionError } from "../../lib/errors.ts";
 
 /**
  * kubernetes-models, loaded with Node's deprecation warnings off for the length of this import only.
@@ -81,9 +84,9 @@ export function objectId(o: K8sObject): string {
   return `${o.kind}/${o.metadata?.name}`;
 }
 
-/** The kubectl binaries to render with (RDPO_KUBECTL, ":"-separated; default `kubectl`). */
-export function kubectlBinaries(): string[] {
-  return (Deno.env.get("RDPO_KUBECTL") ?? "kubectl").split(":").filter(Boolean);
+/** The kubectl binaries to render with (`list`, else RDPO_KUBECTL; ":"-separated; default `kubectl`). */
+export function kubectlBinaries(list = Deno.env.get("RDPO_KUBECTL") ?? "kubectl"): string[] {
+  return list.split(":").filter(Boolean);
 }
 
 /** Why `kubectl kustomize` cannot run here, or null when every binary answers `version --client`. */
@@ -165,9 +168,8 @@ export function podTemplate(o: K8sObject): IPodTemplateSpec | undefined {
   return ["Deployment", "StatefulSet", "Job"].includes(o.kind) ? o.spec?.template : undefined;
 }
 
-async function main(args: string[]): Promise<number> {
-  const overlays: Overlay[] = args.length > 0 ? args as Overlay[] : ["base", ...OVERLAYS];
-  const bins = kubectlBinaries();
+/** Renders and validates `overlays` with every binary of `bins`; prints a table; 0 when all pass. */
+async function main(overlays: Overlay[], bins: string[]): Promise<number> {
   const rows: string[][] = [];
   let failed = 0;
   for (const overlay of overlays) {
@@ -199,4 +201,39 @@ async function main(args: string[]): Promise<number> {
   return failed === 0 ? 0 : 1;
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+export const K8S_VALIDATE_FLAGS = {
+  kubectl: {
+    type: "string",
+    env: ["RDPO_KUBECTL"],
+    default: "kubectl",
+    description: 'kubectl binaries to render with, ":"-separated; with several, every render must match',
+  },
+} as const satisfies FlagSpecs;
+
+export const K8S_VALIDATE_COMMAND: CommandSpec<typeof K8S_VALIDATE_FLAGS> = {
+  name: "k8s:validate",
+  summary: "render deploy/k8s overlays with kubectl kustomize and validate every object (kubernetes-models)",
+  description: `OVERLAY: one or more of base, ${OVERLAYS.join(", ")} (default: all). Exit 1 when an object ` +
+    "is invalid or the kubectl binaries render different objects.",
+  flags: K8S_VALIDATE_FLAGS,
+  args: "[overlay...]",
+  examples: [
+    "deno task k8s:validate",
+    "RDPO_KUBECTL=/opt/kubectl-1.20/kubectl:kubectl deno task k8s:validate cpu-dev",
+  ],
+  async run(values, overlays) {
+    const known: readonly string[] = ["base", ...OVERLAYS];
+    for (const o of overlays) {
+      if (!known.includes(o)) throw new FlagError(`overlay "${o}" is not one of ${known.join(", ")}`);
+    }
+    const bins = kubectlBinaries(values.kubectl);
+    if (bins.length === 0) throw new FlagError(`--kubectl: "${values.kubectl}" names no binary`);
+    // A missing or broken kubectl is the user's to fix: one line (exit 2), not a stack trace.
+    const skip = await kubectlSkipReason(bins);
+    if (skip) throw new FailedPreconditionError(`--kubectl: ${skip}`);
+    const code = await main(overlays.length > 0 ? overlays as Overlay[] : ["base", ...OVERLAYS], bins);
+    if (code !== 0) Deno.exit(code);
+  },
+};
+
+if (import.meta.main) await runCommand(K8S_VALIDATE_COMMAND);

@@ -17,9 +17,11 @@ import { commonFlags } from "../../lib/rpc/main.ts";
 import { isLoopback, unprotectedBindProblem } from "../../lib/rpc/security.ts";
 import { parseConfig } from "../../services/trainer/config.ts";
 import { type CollectorConfig, collectorProblems } from "../otel/collector_check.ts";
+import { parseCommand } from "../../lib/cli/command.ts";
 import {
   canonical,
   findObject,
+  K8S_VALIDATE_COMMAND,
   type K8sObject,
   kubectlBinaries,
   kubectlSkipReason,
@@ -411,4 +413,57 @@ Deno.test("k8s: loading manifests.ts prints no third-party deprecation warning (
       `process.emitWarning("x", "DeprecationWarning", "DEP9999");`,
   );
   assert(after.includes("DEP9999") && !after.includes("DEP0040"), after);
+});
+
+// Not behind kubectl: the command line of `deno task k8s:validate` (lib/cli/command.ts).
+Deno.test("k8s:validate: OVERLAY positionals, --kubectl beats RDPO_KUBECTL beats the default", () => {
+  const parse = (args: string[], env: Record<string, string> = {}) =>
+    parseCommand(K8S_VALIDATE_COMMAND, args, (name) => env[name]);
+  const plain = parse([]);
+  assert(plain.kind === "run");
+  assertEquals([plain.values.kubectl, plain.positionals], ["kubectl", []]);
+  const env = parse(["cpu-dev"], { RDPO_KUBECTL: "/opt/k120/kubectl:kubectl" });
+  assert(env.kind === "run");
+  assertEquals([env.values.kubectl, env.sources.kubectl, env.positionals], [
+    "/opt/k120/kubectl:kubectl",
+    "env RDPO_KUBECTL",
+    ["cpu-dev"],
+  ]);
+  assertEquals(kubectlBinaries(env.values.kubectl), ["/opt/k120/kubectl", "kubectl"]);
+  const flag = parse(["--kubectl", "k5", "base", "multi-gpu"], { RDPO_KUBECTL: "k1" });
+  assert(flag.kind === "run");
+  assertEquals([flag.values.kubectl, flag.positionals], ["k5", ["base", "multi-gpu"]]);
+  const bad = parse(["--kubctl", "x"]);
+  assert(bad.kind === "exit");
+  assertEquals([bad.code, bad.stderr], [
+    2,
+    "k8s:validate: --kubctl: unknown flag; did you mean --kubectl?\n",
+  ]);
+});
+
+Deno.test("k8s:validate: an unknown overlay or a kubectl that is not there is one line, exit 2", async () => {
+  const run = async (args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "deploy/k8s/manifests.ts", ...args],
+      cwd: new URL("../..", import.meta.url).pathname,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(out.stderr).trimEnd().split("\n");
+    return { code: out.code, last: err.at(-1) ?? "", lines: err.length };
+  };
+  const overlay = await run(["no-such-overlay"]);
+  assertEquals([overlay.code, overlay.lines], [2, 2], overlay.last); // the settings line, then the error
+  assertEquals(
+    overlay.last,
+    `k8s:validate: overlay "no-such-overlay" is not one of base, ${OVERLAYS.join(", ")}`,
+  );
+  const missing = await run(["--kubectl", "/no/such/kubectl", "base"]);
+  assertEquals([missing.code, missing.lines], [2, 2], missing.last);
+  assert(
+    missing.last.startsWith("k8s:validate: --kubectl: /no/such/kubectl version --client failed"),
+    missing.last,
+  );
 });

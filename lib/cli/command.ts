@@ -29,7 +29,8 @@ export const HELP_WIDTH = 100;
 
 export interface CommandSpec<S extends FlagSpecs = FlagSpecs> {
   /**
-   * The deno task name, e.g. "train" or "serve:policy" (`rdpo` spells ":" as a space); for a script
+   * The deno task name, e.g. "train", "gen:wasm" or "serve:policy" (`rdpo` spells "serve:" as
+   * `serve `, other names as they are: `rdpo gen:wasm`); for a script
    * with no task (a single benchmark, the health probe), its path, e.g. "tools/healthcheck.ts".
    */
   name: string;
@@ -65,7 +66,7 @@ function commandOf(spec: CommandSpec, out: (text: string) => void): Command {
 export const isScript = (spec: CommandSpec) => spec.name.endsWith(".ts");
 
 function examplesText(spec: CommandSpec): string {
-  const rdpo = `deno task rdpo ${spec.name.replace(":", " ")}`;
+  const rdpo = `deno task rdpo ${spec.name.replace(/^serve:/, "serve ")}`;
   const lines = isScript(spec) ? spec.examples : [...spec.examples, `${rdpo} --help`];
   const also = isScript(spec) ? "" : `Also: \`${rdpo}\`. `;
   return `\nExamples:\n${lines.map((l) => `  ${l}`).join("\n")}\n\n` +

@@ -10,7 +10,8 @@
  */
 
 import { median } from "../../../lib/stats.ts";
-import { parseFlags } from "../../../lib/rpc/flags.ts";
+import type { FlagSpecs } from "../../../lib/rpc/flags.ts";
+import { type CommandSpec, runCommand } from "../../../lib/cli/command.ts";
 import type { RgbImage } from "../../../lib/image/png.ts";
 import { clipPixelValues, clipPixelValuesReference } from "./clip_image.ts";
 
@@ -87,10 +88,29 @@ export function formatPreprocessBench(rows: PreprocessBenchRow[]): string {
   ].join("\n");
 }
 
-if (import.meta.main) {
-  const { values } = parseFlags(Deno.args, {
-    rounds: { type: "int", default: 15, min: 1 },
-    perRound: { type: "int", default: 4, min: 1 },
-  });
-  console.log(formatPreprocessBench(runPreprocessBench(values)));
-}
+export const PREPROCESS_BENCH_FLAGS = {
+  rounds: {
+    type: "int",
+    default: 15,
+    min: 1,
+    description: "interleaved A/B rounds per input (median shown)",
+  },
+  perRound: { type: "int", default: 4, min: 1, description: "images per round (the time is per image)" },
+} as const satisfies FlagSpecs;
+
+export const PREPROCESS_BENCH_COMMAND: CommandSpec<typeof PREPROCESS_BENCH_FLAGS> = {
+  name: "services/reward/preprocess/bench.ts",
+  summary: "CLIP preprocessing: the reference port vs cached plans + wasm SIMD, interleaved (a table)",
+  flags: PREPROCESS_BENCH_FLAGS,
+  examples: [
+    "deno run -A services/reward/preprocess/bench.ts",
+    "deno run -A services/reward/preprocess/bench.ts --rounds 5 --per-round 2",
+  ],
+  run(values) {
+    console.log(
+      formatPreprocessBench(runPreprocessBench({ rounds: values.rounds, perRound: values.perRound })),
+    );
+  },
+};
+
+if (import.meta.main) await runCommand(PREPROCESS_BENCH_COMMAND);
