@@ -22,6 +22,12 @@ export const POLICY_FLAGS = {
     required: true,
     description: "diffusers-layout model folder",
   },
+  variant: {
+    type: "string",
+    env: ["POLICY_VARIANT"],
+    default: "",
+    description: 'weight file variant, e.g. "fp16" for *.fp16.safetensors (up-cast to float32 at load)',
+  },
   backend: {
     type: "string",
     env: ["POLICY_BACKEND", "RDPO_BACKEND"],
@@ -87,7 +93,7 @@ export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<
     async setup(server, flags) {
       const backend = await initBackend(parseBackendName(flags.backend));
       await Deno.mkdir(flags.adapterRoot, { recursive: true });
-      const pipeline = await loadPipeline(flags.modelDir);
+      const pipeline = await loadPipeline(flags.modelDir, { variant: flags.variant });
       const core = new PolicyCore(pipeline, {
         role: flags.role as "policy" | "reference",
         lora: {
