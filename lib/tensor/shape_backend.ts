@@ -151,7 +151,12 @@ export class ShapeBackend extends KernelBackend {
   }
 }
 
-type Rule = (inputs: TensorInfo[], attrs: NamedAttrMap, b: ShapeBackend) => TensorInfo | TensorInfo[];
+type Rule = (
+  inputs: TensorInfo[],
+  attrs: NamedAttrMap,
+  b: ShapeBackend,
+  named: Record<string, TensorInfo>,
+) => TensorInfo | TensorInfo[];
 
 const same = (dtype?: DataType): Rule => (inputs, _a, b) =>
   b.makeOutput([...inputs[0].shape], dtype ?? inputs[0].dtype);
@@ -225,7 +230,7 @@ const RULES: Record<string, Rule> = {
     const [, size] = slice_util.parseSliceParams(x, attrs.begin as number[], attrs.size as number[]);
     return b.makeOutput(size, x.dtype);
   },
-  Pad: ([x], attrs, b) =>
+  PadV2: ([x], attrs, b) =>
     b.makeOutput(
       x.shape.map((d, i) => d + (attrs.paddings as number[][])[i][0] + (attrs.paddings as number[][])[i][1]),
       x.dtype,
@@ -234,7 +239,7 @@ const RULES: Record<string, Rule> = {
     const [h, w] = attrs.size as [number, number];
     return b.makeOutput([x.shape[0], h, w, x.shape[3]], x.dtype);
   },
-  ResizeNearestNeighborGrad: ([images], _a, b) => b.makeOutput([...images.shape], images.dtype),
+  ResizeNearestNeighborGrad: (_i, _a, b, named) => b.makeOutput([...named.images.shape], named.images.dtype),
   Fill: (_i, attrs, b) =>
     b.makeOutput([...(attrs.shape as number[])], (attrs.dtype as DataType) ?? "float32"),
   Tile: ([x], attrs, b) => b.makeOutput(x.shape.map((d, i) => d * (attrs.reps as number[])[i]), x.dtype),
@@ -323,7 +328,12 @@ export function registerShapeBackend(): void {
       kernelFunc: ({ inputs, attrs, backend }) => {
         const b = backend as ShapeBackend;
         b.kernel = kernelName;
-        return rule(Object.values(inputs) as TensorInfo[], attrs ?? {}, b);
+        const named = inputs as unknown as Record<string, TensorInfo>;
+        try {
+          return rule(Object.values(named), attrs ?? {}, b, named);
+        } finally {
+          b.kernel = "(upload)";
+        }
       },
     };
     registerKernel(config);

@@ -35,6 +35,11 @@ export const POLICY_FLAGS = {
     choices: BACKENDS,
     description: "tfjs backend",
   },
+  gradientCheckpointing: {
+    type: "bool",
+    env: ["POLICY_GRADIENT_CHECKPOINTING"],
+    description: "recompute UNet block activations in the backward (SD1.5 train steps need it to fit 80 GB)",
+  },
   role: {
     type: "string",
     env: ["POLICY_ROLE"],
@@ -94,6 +99,7 @@ export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<
       const backend = await initBackend(parseBackendName(flags.backend));
       await Deno.mkdir(flags.adapterRoot, { recursive: true });
       const pipeline = await loadPipeline(flags.modelDir, { variant: flags.variant });
+      pipeline.unet.gradientCheckpointing = flags.gradientCheckpointing;
       const core = new PolicyCore(pipeline, {
         role: flags.role as "policy" | "reference",
         lora: {
