@@ -3,6 +3,7 @@
  *
  *   deno task bench                      all sections
  *   deno task bench --only wire,model    some: wire, model, scorers, reward
+ *   deno task bench --only sd15 [--quick] [--backend webgpu] [--out FILE]   SD1.5 at full width
  *
  * Sections: gRPC wire cost of SD1.5-shaped payloads vs in-process (bench/wire_bench.ts); UNet forward
  * GFLOP/s and LoRA train step per tfjs backend (services/policy/model/bench.ts); scorer throughput vs
@@ -12,19 +13,23 @@
  */
 import { parseFlags } from "../lib/rpc/flags.ts";
 import { formatWireBench, runWireBench } from "./wire_bench.ts";
+import { runSd15Section, SD15_BENCH_FLAGS } from "../services/policy/model/sd15/bench_section.ts";
 
 const SECTIONS = ["wire", "model", "scorers", "reward"] as const;
+/** Sections run only when named in --only (they load a full-size model). */
+const OPT_IN = ["sd15"] as const;
 const { values } = parseFlags(Deno.args, {
   only: {
     type: "string",
     default: SECTIONS.join(","),
-    description: `comma-separated: ${SECTIONS.join(", ")}`,
+    description: `comma-separated: ${[...SECTIONS, ...OPT_IN].join(", ")}`,
   },
+  ...SD15_BENCH_FLAGS,
 });
 const only = new Set(values.only.split(",").map((s) => s.trim()));
 for (const s of only) {
-  if (!(SECTIONS as readonly string[]).includes(s)) {
-    console.error(`--only: unknown section "${s}" (${SECTIONS.join(", ")})`);
+  if (![...SECTIONS, ...OPT_IN].includes(s as typeof SECTIONS[number])) {
+    console.error(`--only: unknown section "${s}" (${[...SECTIONS, ...OPT_IN].join(", ")})`);
     Deno.exit(2);
   }
 }
@@ -56,3 +61,4 @@ if (only.has("reward")) {
   const { model, rows } = await runRewardBench({ rounds: 3 });
   console.log(formatRewardBench(model, rows) + "\n");
 }
+if (only.has("sd15")) await runSd15Section(values);

@@ -93,7 +93,12 @@ export async function loadPromptTokenizer(dir: string, maxLength: number): Promi
     "bpe_simple_vocab_16e6.txt",
   ]);
   if (!merges) return null;
-  const bpe = await ClipBpeTokenizer.fromFile(merges);
+  return await clipPromptTokenizer(merges, maxLength);
+}
+
+/** SD1.5's prompt tokenizer from a CLIP BPE vocabulary file (merges.txt or bpe_simple_vocab_16e6.txt[.gz]). */
+export async function clipPromptTokenizer(path: string, maxLength: number): Promise<PromptTokenizer> {
+  const bpe = await ClipBpeTokenizer.fromFile(path);
   const padId = bpe.eotId; // SD1.5 pads with EOT (REWARDS.md, CLIP BPE tokenizer)
   return {
     maxLength,

@@ -21,7 +21,13 @@ import {
   multiHeadAttention,
 } from "./nn.ts";
 import { setTensorByteLimit } from "../../../lib/tensor/limits.ts";
-import { fromInternalLayout, ParamStore, toInternalLayout } from "./params.ts";
+import {
+  fromInternalLayout,
+  hostInternalLayout,
+  internalShape,
+  ParamStore,
+  toInternalLayout,
+} from "./params.ts";
 import { loadParams, SafetensorsSource } from "./weights.ts";
 import { timestepEmbedding } from "./unet.ts";
 import { parseClipTextConfig, parseUNetConfig, parseVaeConfig } from "./config.ts";
@@ -463,4 +469,20 @@ Deno.test("sliced attention (by heads, and by query rows) equals the unsliced re
     querySlice: 4096,
   });
   assertEquals(attentionSlices(8, 64, 77, 128 * 2 ** 20).sliced, false);
+});
+
+Deno.test("host layout conversion equals toInternalLayout (linear, 1x1 conv, conv)", () => {
+  for (
+    const [shape, layout] of [[[5, 3], "linear"], [[4, 6, 1, 1], "linear"], [[4, 3, 3, 2], "conv"], [
+      [7],
+      "plain",
+    ]] as const
+  ) {
+    const n = shape.reduce((a: number, b: number) => a * b, 1);
+    const data = Float32Array.from({ length: n }, (_, i) => i * 0.5 - 3);
+    const want = toInternalLayout(tf.tensor(data, [...shape]), layout);
+    assertEquals(internalShape(shape, layout), want.shape);
+    assertEquals([...hostInternalLayout(data, shape, layout)], [...want.dataSync()]);
+    want.dispose();
+  }
 });
