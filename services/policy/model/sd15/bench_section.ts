@@ -2,6 +2,7 @@
 import type { FlagSpecs } from "../../../../lib/rpc/flags.ts";
 import { type BackendName, BACKENDS, parseBackendName } from "../../../../lib/tensor/backend.ts";
 import { formatSd15Bench, runSd15Bench } from "./bench.ts";
+import { formatTorchTimings, readTorchTimings, torchRatios } from "./torch_baseline.ts";
 
 export const SD15_BENCH_FLAGS = {
   quick: { type: "bool", description: "sd15: 8x8 latents (CI, no GPU) instead of 64x64" },
@@ -16,6 +17,11 @@ export const SD15_BENCH_FLAGS = {
   requireGpu: { type: "bool", description: "sd15: refuse to time on a fallback (software) adapter" },
   iters: { type: "int", default: 0, min: 0, description: "sd15: timed repetitions (0: 1 quick, 3 full)" },
   out: { type: "string", default: "", description: "sd15: also write the table (Markdown) and JSON here" },
+  torchJson: {
+    type: "string",
+    default: "",
+    description: "sd15: PyTorch eager timings (bench/gpu/torch_unet.py) for the ratio column",
+  },
 } as const satisfies FlagSpecs;
 
 export async function runSd15Section(values: {
@@ -26,6 +32,7 @@ export async function runSd15Section(values: {
   requireGpu: boolean;
   iters: number;
   out: string;
+  torchJson: string;
 }): Promise<void> {
   console.log(`## Stable Diffusion 1.5 at full width${values.quick ? " (--quick: 8x8 latents)" : ""}\n`);
   const result = await runSd15Bench({
@@ -36,7 +43,9 @@ export async function runSd15Section(values: {
     requireHardware: values.requireGpu,
     iters: values.iters || undefined,
   });
-  const table = formatSd15Bench(result);
+  const torch = values.torchJson ? await readTorchTimings(values.torchJson) : null;
+  let table = formatSd15Bench(result, torch ? torchRatios(result.rows, torch) : undefined);
+  if (torch) table += "\n\n" + formatTorchTimings(torch);
   console.log(table + "\n");
   if (values.out) {
     await Deno.writeTextFile(values.out, table + "\n");
