@@ -10,6 +10,7 @@ import { PolicyService } from "../../gen/rdpo/v1/policy_pb.ts";
 import { runService, type ServiceMainOptions, startService } from "../../lib/rpc/main.ts";
 import type { FlagSpecs } from "../../lib/rpc/flags.ts";
 import { BACKENDS, initBackend, parseBackendName } from "../../lib/tensor/backend.ts";
+import { describeDevice } from "../../lib/tensor/limits.ts";
 import { PolicyCore } from "./core.ts";
 import { DEFAULT_LORA_TARGETS } from "./model/lora.ts";
 import { disposePipeline, loadPipeline } from "./pipeline.ts";
@@ -97,6 +98,10 @@ export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<
     flags: POLICY_FLAGS,
     async setup(server, flags) {
       const backend = await initBackend(parseBackendName(flags.backend));
+      if (backend === "webgpu") {
+        // The adapter and the limits the device was created with (the tensor limit follows them).
+        console.error(`policy: webgpu device ${JSON.stringify(await describeDevice())}`);
+      }
       await Deno.mkdir(flags.adapterRoot, { recursive: true });
       const pipeline = await loadPipeline(flags.modelDir, { variant: flags.variant });
       pipeline.unet.gradientCheckpointing = flags.gradientCheckpointing;
