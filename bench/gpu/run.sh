@@ -5,6 +5,7 @@
 #
 #   bash bench/gpu/run.sh --prepare   here: fills .gpu/ (git-ignored): Deno (xz), the Vulkan loader
 #                                     .debs, diffusers' source (tar.xz), the sd15 bundle, the CLIP vocab
+#   bash bench/gpu/run.sh --check     here: only the checks of --dry-run (files, sizes), no table
 #   bash bench/gpu/run.sh --dry-run   here: checks .gpu/ is complete and what travels fits 64 MiB, then
 #                                     runs the bundled table at --quick on the local adapter (lavapipe)
 #   bash bench/gpu/run.sh             on the GPU machine (device run, carry [".gpu"]): writes
@@ -45,7 +46,8 @@ check() {
   for f in "${need[@]}"; do [ -s "$f" ] || { echo "missing: $f (run --prepare)"; ok=0; }; done
   [ $ok = 1 ] || exit 2
   xz -t "$G/deno.xz" "$G/diffusers-src.tar.xz"
-  tar tJf "$G/diffusers-src.tar.xz" | grep -q 'src/diffusers/models/unets/unet_2d_condition.py' ||
+  # (the listing is read whole: grep -q closing the pipe early would fail the pipeline)
+  tar tJf "$G/diffusers-src.tar.xz" | grep -c 'src/diffusers/models/unets/unet_2d_condition.py$' >/dev/null ||
     { echo "diffusers archive lacks unet_2d_condition.py"; exit 2; }
   python3 -m py_compile bench/gpu/torch_unet.py
   # What travels: tracked + untracked-not-ignored files, and the carried .gpu/ (limit 64 MiB).
@@ -58,6 +60,7 @@ check() {
 
 case "$MODE" in
 --prepare) prepare; check ;;
+--check) check ;;
 --dry-run)
   check
   timeout 1800 "${DENO:-deno}" run -A "$G/sd15bench.js" --quick --out .tmp/gpu-dry-run.md
