@@ -150,6 +150,12 @@ export async function runSd15Bench(o: Sd15BenchOptions): Promise<Sd15BenchResult
     backend,
   });
   const rows: Sd15Row[] = [];
+  const t00 = performance.now();
+  // Each row is logged as it is measured, so a run cut short still shows what it reached.
+  const add = (row: Sd15Row) => {
+    rows.push(row);
+    log(`${row.what}: ${row.ms.toFixed(1)} ms (at ${((performance.now() - t00) / 1000).toFixed(0)} s)`);
+  };
   let peak = gpuBytes() ?? 0;
   const notePeak = () => {
     peak = Math.max(peak, gpuBytes() ?? tf.memory().numBytes);
@@ -159,7 +165,7 @@ export async function runSd15Bench(o: Sd15BenchOptions): Promise<Sd15BenchResult
     const step = { ...DEFAULT_STEP, numInferenceSteps: 20, guidanceScale: guidance };
     const ids = PROMPTS.map((p) => pipeline.tokenizer!.encode(p));
     log("clip encode");
-    rows.push({
+    add({
       what: "CLIP text encode, 8 prompts",
       ms: await timed(iters, async () => {
         const out = pipeline.textEncoder!.forward(ids.map((i) => [...i]));
@@ -175,7 +181,7 @@ export async function runSd15Bench(o: Sd15BenchOptions): Promise<Sd15BenchResult
     const embeds = pipeline.textEncoder!.forward(ids.slice(0, 4).map((i) => [...i]));
     const ctx = embeds.lastHiddenState as tf.Tensor3D;
     log("unet forward");
-    rows.push({
+    add({
       what: `UNet forward, batch 2 + CFG (4 x ${latent}x${latent})`,
       ms: await timed(iters, async () => {
         const eps = tf.tidy(() => {
@@ -191,7 +197,7 @@ export async function runSd15Bench(o: Sd15BenchOptions): Promise<Sd15BenchResult
     notePeak();
 
     log("vae decode");
-    rows.push({
+    add({
       what: `VAE decode, 2 images ${latent * 8}x${latent * 8}`,
       ms: await timed(iters, async () => {
         const img = pipeline.vae!.decode(tf.div(x, pipeline.vae!.scalingFactor) as tf.Tensor4D);
@@ -204,7 +210,7 @@ export async function runSd15Bench(o: Sd15BenchOptions): Promise<Sd15BenchResult
 
     const steps = o.samplingSteps ?? 2;
     log("sampling");
-    rows.push({
+    add({
       what: `DDIM sampling, 2 images, ${steps} steps + CFG + decode`,
       ms: await timed(0, async () => {
         await core.generate({
@@ -234,7 +240,7 @@ export async function runSd15Bench(o: Sd15BenchOptions): Promise<Sd15BenchResult
       stepIndices: [5],
     });
     let optimizerStep = 0;
-    rows.push({
+    add({
       what: "RDPO LoRA train step, 2 pairs + CFG",
       ms: await timed(iters, async () => {
         await core.trainStep({
