@@ -3,6 +3,7 @@
  *
  *   deno task bench                      all sections
  *   deno task bench --only wire,model    some: wire, model, scorers, reward, dp, security
+ *   deno task bench --only sd15 [--quick] [--backend webgpu] [--out FILE]   SD1.5 at full width
  *
  * Sections: gRPC wire cost of SD1.5-shaped payloads vs in-process (bench/wire_bench.ts) and an RDPO
  * step's RPCs, bytes and wire time (bench/step_wire_bench.ts); UNet forward GFLOP/s and LoRA train step
@@ -11,29 +12,33 @@
  * services/reward/scorers/bench.ts, need ../shared); the reward service vs direct scorer calls and
  * batched vs batch-1 under 32 clients (services/reward/bench.ts); data-parallel RDPO steps with 1-3
  * policy processes on loopback (bench/dp_bench.ts); plaintext vs TLS vs mutual TLS (+ token) per new
- * channel and per call (bench/security_bench.ts).
+ * channel and per call (bench/security_bench.ts); SD1.5 at full width, only when named
+ * (services/policy/model/sd15/bench.ts).
  * Timings depend on the machine and its load: the tables are measurements, not assertions.
  */
 import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
-import { FlagError, type FlagSpecs } from "../lib/rpc/flags.ts";
+import { FlagError, type FlagSpecs, type FlagValues } from "../lib/rpc/flags.ts";
 import { formatWireBench, runWireBench } from "./wire_bench.ts";
+import { runSd15Section, SD15_BENCH_FLAGS } from "../services/policy/model/sd15/bench_section.ts";
 
 const SECTIONS = ["wire", "model", "scorers", "reward", "dp", "security"] as const;
+/** Sections run only when named in --only (they load a full-size model). */
+const OPT_IN = ["sd15"] as const;
+const ALL = [...SECTIONS, ...OPT_IN] as readonly string[];
 
 export const BENCH_FLAGS = {
   only: {
     type: "string",
     default: SECTIONS.join(","),
-    description: `comma-separated sections: ${SECTIONS.join(", ")}`,
+    description: `comma-separated sections: ${ALL.join(", ")} (${OPT_IN.join(", ")} only when named)`,
   },
+  ...SD15_BENCH_FLAGS,
 } as const satisfies FlagSpecs;
 
-async function bench(sections: string): Promise<void> {
-  const only = new Set(sections.split(",").map((s) => s.trim()));
+async function bench(values: FlagValues<typeof BENCH_FLAGS>): Promise<void> {
+  const only = new Set(values.only.split(",").map((s) => s.trim()));
   for (const s of only) {
-    if (!(SECTIONS as readonly string[]).includes(s)) {
-      throw new FlagError(`--only: unknown section "${s}" (${SECTIONS.join(", ")})`);
-    }
+    if (!ALL.includes(s)) throw new FlagError(`--only: unknown section "${s}" (${ALL.join(", ")})`);
   }
 
   console.log(`Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} logical cores\n`);
@@ -83,14 +88,20 @@ async function bench(sections: string): Promise<void> {
     console.log("## Transport security and tokens: handshake and per-call cost (loopback)\n");
     console.log(formatSecurityBench(await runSecurityBench()) + "\n");
   }
+  if (only.has("sd15")) await runSd15Section(values);
 }
 
 export const BENCH_COMMAND: CommandSpec<typeof BENCH_FLAGS> = {
   name: "bench",
   summary: "every benchmark of the project, each printed as a Markdown table",
   flags: BENCH_FLAGS,
-  examples: ["deno task bench", "deno task bench --only wire,model", "deno task bench --only dp,security"],
-  run: (values) => bench(values.only),
+  examples: [
+    "deno task bench",
+    "deno task bench --only wire,model",
+    "deno task bench --only dp,security",
+    "deno task bench --only sd15 --quick",
+  ],
+  run: (values) => bench(values),
 };
 
 if (import.meta.main) await runCommand(BENCH_COMMAND);

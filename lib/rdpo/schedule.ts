@@ -101,6 +101,13 @@ function readChoice<T extends string>(
 }
 
 /**
+ * diffusers scheduler classes whose `scheduler_config.json` holds the DDPM training schedule this
+ * library builds (num_train_timesteps, beta_start/end/schedule, trained_betas); SD1.5 ships
+ * PNDMScheduler's.
+ */
+export const SCHEDULERS_WITH_DDPM_BETAS = ["DDIMScheduler", "PNDMScheduler", "DDPMScheduler"] as const;
+
+/**
  * Reads a diffusers scheduler config object (snake_case keys as in `scheduler_config.json`).
  * Missing keys take diffusers' DDIMScheduler defaults; keys of other schedulers are ignored.
  * Options that change the math in ways this library does not implement are rejected by name.
@@ -111,6 +118,17 @@ export function parseScheduleConfig(json: unknown, field = "scheduler"): Schedul
   }
   const obj = json as Record<string, unknown>;
   const d = DIFFUSERS_DDIM_DEFAULTS;
+  // The sampler is always DDIM (RDPO_SPEC.md section 1); a scheduler class is accepted only when
+  // its config describes the same training noise schedule (betas, alphas_cumprod) DDIM reads.
+  const className = obj["_class_name"];
+  if (className !== undefined && !(SCHEDULERS_WITH_DDPM_BETAS as readonly unknown[]).includes(className)) {
+    throw new InvalidArgumentError(
+      `${field}._class_name`,
+      `scheduler type ${JSON.stringify(className)} is not supported (supported: ${
+        SCHEDULERS_WITH_DDPM_BETAS.join(", ")
+      })`,
+    );
+  }
   const prediction = obj["prediction_type"];
   if (prediction !== undefined && prediction !== null && prediction !== "epsilon") {
     throw new InvalidArgumentError(

@@ -86,6 +86,7 @@ export async function initBackend(name: BackendName, options: { gradients?: bool
   const ok = await tf.setBackend(backendKey);
   if (!ok) throw new Error(`backend ${name}: tfjs could not initialise it`);
   await tf.ready();
+  if (name === "webgpu") (await import("./limits.ts")).applyWebGpuDeviceLimit();
   return tf.getBackend();
 }
 

@@ -15,6 +15,7 @@ import { serviceCommand, type ServiceMainOptions, startService } from "../../lib
 import { runCommand } from "../../lib/cli/command.ts";
 import type { FlagSpecs } from "../../lib/rpc/flags.ts";
 import { BACKENDS, initBackend, parseBackendName } from "../../lib/tensor/backend.ts";
+import { describeDevice } from "../../lib/tensor/limits.ts";
 import { DEFAULT_MAX_INFERENCE_STEPS, DEFAULT_MAX_LORA_RANK, PolicyCore } from "./core.ts";
 import { DEFAULT_LORA_TARGETS } from "./model/lora.ts";
 import { disposePipeline, loadPipeline } from "./pipeline.ts";
@@ -28,12 +29,23 @@ export const POLICY_FLAGS = {
     default: "models/tiny",
     description: "diffusers-layout model folder; models/tiny is the embedded pretrained model",
   },
+  variant: {
+    type: "string",
+    env: ["POLICY_VARIANT"],
+    default: "",
+    description: 'weight file variant, e.g. "fp16" for *.fp16.safetensors (up-cast to float32 at load)',
+  },
   backend: {
     type: "string",
     env: ["POLICY_BACKEND", "RDPO_BACKEND"],
     default: "wasm",
     choices: BACKENDS,
     description: "tfjs backend",
+  },
+  gradientCheckpointing: {
+    type: "bool",
+    env: ["POLICY_GRADIENT_CHECKPOINTING"],
+    description: "recompute UNet block activations in the backward (SD1.5 train steps need it to fit 80 GB)",
   },
   role: {
     type: "string",
@@ -138,10 +150,12 @@ export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<
         maxLatentSide: flags.maxLatentSide,
         maxLoraRank: flags.maxLoraRank,
       };
+      await Deno.mkdir(flags.adapterRoot, { recursive: true });
       if (flags.worker) {
-        await Deno.mkdir(flags.adapterRoot, { recursive: true });
         const core = await startWorkerCore({
           modelDir: flags.modelDir,
+          variant: flags.variant,
+          gradientCheckpointing: flags.gradientCheckpointing,
           backend: flags.backend,
           core: options,
           initAdapter: flags.initAdapter,
@@ -150,8 +164,12 @@ export function policyMainOptions(args?: readonly string[]): ServiceMainOptions<
         return () => core.dispose();
       }
       const backend = await initBackend(parseBackendName(flags.backend));
-      await Deno.mkdir(flags.adapterRoot, { recursive: true });
-      const pipeline = await loadPipeline(flags.modelDir);
+      if (backend === "webgpu") {
+        // The adapter and the limits the device was created with (the tensor limit follows them).
+        console.error(`policy: webgpu device ${JSON.stringify(await describeDevice())}`);
+      }
+      const pipeline = await loadPipeline(flags.modelDir, { variant: flags.variant });
+      pipeline.unet.gradientCheckpointing = flags.gradientCheckpointing;
       const core = new PolicyCore(pipeline, { ...options, backend });
       if (flags.initAdapter) await core.loadAdapter({ path: flags.initAdapter });
       server.addService(PolicyService, policyService(core));

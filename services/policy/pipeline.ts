@@ -65,9 +65,10 @@ async function requireFile(dir: string, names: string[], what: string): Promise<
 async function withWeights<T>(
   dir: string,
   bases: string[],
+  variant: string,
   load: (weights: Awaited<ReturnType<typeof openWeights>>) => Promise<T>,
 ): Promise<T> {
-  const weights = await openWeights(dir, bases);
+  const weights = await openWeights(dir, bases, variant);
   try {
     return await load(weights);
   } finally {
@@ -92,7 +93,12 @@ export async function loadPromptTokenizer(dir: string, maxLength: number): Promi
     "bpe_simple_vocab_16e6.txt",
   ]);
   if (!merges) return null;
-  const bpe = await ClipBpeTokenizer.fromFile(merges);
+  return await clipPromptTokenizer(merges, maxLength);
+}
+
+/** SD1.5's prompt tokenizer from a CLIP BPE vocabulary file (merges.txt or bpe_simple_vocab_16e6.txt[.gz]). */
+export async function clipPromptTokenizer(path: string, maxLength: number): Promise<PromptTokenizer> {
+  const bpe = await ClipBpeTokenizer.fromFile(path);
   const padId = bpe.eotId; // SD1.5 pads with EOT (REWARDS.md, CLIP BPE tokenizer)
   return {
     maxLength,
@@ -100,8 +106,14 @@ export async function loadPromptTokenizer(dir: string, maxLength: number): Promi
   };
 }
 
+export interface LoadPipelineOptions {
+  /** Weight file variant, e.g. "fp16" for `diffusion_pytorch_model.fp16.safetensors` (up-cast at load). */
+  variant?: string;
+}
+
 /** Loads the model folder `dir` (see the file comment). */
-export async function loadPipeline(dir: string): Promise<PolicyPipeline> {
+export async function loadPipeline(dir: string, options: LoadPipelineOptions = {}): Promise<PolicyPipeline> {
+  const variant = options.variant ?? "";
   if (!(await pathExists(join(dir, "unet")))) {
     throw new InvalidArgumentError(
       "model_dir",
@@ -109,13 +121,12 @@ export async function loadPipeline(dir: string): Promise<PolicyPipeline> {
     );
   }
   const unetConfigPath = await requireFile(join(dir, "unet"), ["config.json"], "unet config");
-  const unet = await loadUNet({
-    config: unetConfigPath,
-    weights: await requireFile(join(dir, "unet"), [
-      "diffusion_pytorch_model.safetensors",
-      "model.safetensors",
-    ], "unet weights"),
-  });
+  const unet = await withWeights(
+    join(dir, "unet"),
+    ["diffusion_pytorch_model", "model"],
+    variant,
+    (weights) => loadUNet({ config: unetConfigPath, weights }),
+  );
   const disposeOnError: { dispose(): void }[] = [unet];
   try {
     let textEncoder: CLIPTextModel | null = null;
@@ -127,6 +138,7 @@ export async function loadPipeline(dir: string): Promise<PolicyPipeline> {
       textEncoder = await withWeights(
         teDir,
         ["model"],
+        variant,
         (weights) => loadClipText({ config: cfgPath, weights }),
       );
       disposeOnError.push(textEncoder);
@@ -154,14 +166,12 @@ export async function loadPipeline(dir: string): Promise<PolicyPipeline> {
     if (await pathExists(vaeDir)) {
       const cfgPath = await requireFile(vaeDir, ["config.json"], "vae config");
       vaeConfig = await Deno.readTextFile(cfgPath);
-      vae = await loadVae({
-        config: cfgPath,
-        weights: await requireFile(
-          vaeDir,
-          ["diffusion_pytorch_model.safetensors", "model.safetensors"],
-          "vae weights",
-        ),
-      });
+      vae = await withWeights(
+        vaeDir,
+        ["diffusion_pytorch_model", "model"],
+        variant,
+        (weights) => loadVae({ config: cfgPath, weights }),
+      );
       disposeOnError.push(vae);
     }
 

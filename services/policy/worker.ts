@@ -6,6 +6,7 @@
  */
 import { serveObject } from "../../lib/worker/remote.ts";
 import { initBackend, parseBackendName } from "../../lib/tensor/backend.ts";
+import { describeDevice } from "../../lib/tensor/limits.ts";
 import { PolicyCore, type PolicyCoreOptions } from "./core.ts";
 import { disposePipeline, loadPipeline } from "./pipeline.ts";
 import { POLICY_CORE_METHODS, type PolicyWorkerInit } from "./worker_core.ts";
@@ -13,7 +14,12 @@ import { POLICY_CORE_METHODS, type PolicyWorkerInit } from "./worker_core.ts";
 serveObject(async (init) => {
   const i = init as PolicyWorkerInit;
   const backend = await initBackend(parseBackendName(i.backend));
-  const pipeline = await loadPipeline(i.modelDir);
+  if (backend === "webgpu") {
+    // The adapter and the limits the device was created with (the tensor limit follows them).
+    console.error(`policy: webgpu device ${JSON.stringify(await describeDevice())}`);
+  }
+  const pipeline = await loadPipeline(i.modelDir, { variant: i.variant });
+  pipeline.unet.gradientCheckpointing = i.gradientCheckpointing;
   const core = new PolicyCore(pipeline, { ...i.core, backend } as PolicyCoreOptions);
   if (i.initAdapter) await core.loadAdapter({ path: i.initAdapter });
   const api: Record<string, unknown> = {

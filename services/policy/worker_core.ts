@@ -33,6 +33,10 @@ export type PolicyCoreApi = Pick<PolicyCore, (typeof POLICY_CORE_METHODS)[number
 /** What the main thread sends to build the core in the worker. */
 export interface PolicyWorkerInit {
   modelDir: string;
+  /** Weight file variant ("fp16": *.fp16.safetensors, up-cast at load); "" for the plain files. */
+  variant: string;
+  /** Recompute UNet blocks in the backward pass instead of keeping their activations. */
+  gradientCheckpointing: boolean;
   backend: string;
   core: Omit<PolicyCoreOptions, "backend">;
   /** Adapter file (under adapterRoot) to load at start; "" for none. */

@@ -9,6 +9,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { Param, ParamScope } from "./params.ts";
+import { tensorByteLimit } from "../../../lib/tensor/limits.ts";
 
 /** Counts multiply-adds as 2 FLOPs, for convolutions and matrix products only. */
 export class FlopCounter {
@@ -266,10 +267,8 @@ export function multiHeadAttention(
     const qh = split(tf.mul(q, scale) as tf.Tensor3D, l) as tf.Tensor3D;
     const kh = split(k, s) as tf.Tensor3D;
     const vh = split(v, s) as tf.Tensor3D;
-    let scores: tf.Tensor = tf.matMul(qh, kh, false, true); // [B*H, L, S]
-    if (mask) scores = tf.add(scores, mask);
-    const probs = tf.softmax(scores);
-    const out = tf.matMul(probs as tf.Tensor3D, vh); // [B*H, L, D]
+    const plan = attentionSlices(b * heads, l, s, tensorByteLimit());
+    const out = plan.sliced ? slicedAttention(qh, kh, vh, plan, mask) : attend(qh, kh, vh, mask);
     ctx.flops?.add(2 * 2 * b * heads * l * s * d);
     if (heads === 1) return out as tf.Tensor3D;
     return tf.reshape(tf.transpose(tf.reshape(out, [b, heads, l, d]), [0, 2, 1, 3]), [
@@ -278,6 +277,70 @@ export function multiHeadAttention(
       inner,
     ]) as tf.Tensor3D;
   });
+}
+
+/** softmax(q k^T [+ mask]) v on [N, L, D] x [N, S, D]. */
+function attend(qh: tf.Tensor3D, kh: tf.Tensor3D, vh: tf.Tensor3D, mask?: tf.Tensor): tf.Tensor3D {
+  let scores: tf.Tensor = tf.matMul(qh, kh, false, true); // [N, L, S]
+  if (mask) scores = tf.add(scores, mask);
+  return tf.matMul(tf.softmax(scores) as tf.Tensor3D, vh);
+}
+
+/** How the [N, L, S] float32 score tensor is cut so no piece exceeds `limitBytes`. */
+export interface AttentionSlices {
+  sliced: boolean;
+  /** Rows of N (batch x heads) per slice. */
+  batchSlice: number;
+  /** Query positions per slice (< L only when one head's scores alone exceed the limit). */
+  querySlice: number;
+}
+
+/**
+ * diffusers' attention slicing (`set_attention_slice`) chooses the slice by hand; here it follows
+ * from the limit: as many heads per slice as fit, and query chunks when a single head is too big
+ * (a softmax row is independent of the other rows, so either cut is exact).
+ */
+export function attentionSlices(n: number, l: number, s: number, limitBytes: number): AttentionSlices {
+  const headBytes = l * s * 4;
+  if (n * headBytes <= limitBytes) return { sliced: false, batchSlice: n, querySlice: l };
+  if (headBytes <= limitBytes) {
+    return { sliced: true, batchSlice: Math.max(1, Math.floor(limitBytes / headBytes)), querySlice: l };
+  }
+  return { sliced: true, batchSlice: 1, querySlice: Math.max(1, Math.floor(limitBytes / (s * 4))) };
+}
+
+function slicedAttention(
+  qh: tf.Tensor3D,
+  kh: tf.Tensor3D,
+  vh: tf.Tensor3D,
+  plan: AttentionSlices,
+  mask?: tf.Tensor,
+): tf.Tensor3D {
+  const [n, l, d] = qh.shape;
+  const s = kh.shape[1];
+  const pieces: tf.Tensor3D[] = [];
+  for (let i = 0; i < n; i += plan.batchSlice) {
+    const nb = Math.min(plan.batchSlice, n - i);
+    const k = tf.slice(kh, [i, 0, 0], [nb, s, d]);
+    const v = tf.slice(vh, [i, 0, 0], [nb, s, d]);
+    const rows: tf.Tensor3D[] = [];
+    for (let j = 0; j < l; j += plan.querySlice) {
+      const nl = Math.min(plan.querySlice, l - j);
+      const q = tf.slice(qh, [i, j, 0], [nb, nl, d]);
+      const m = mask ? sliceMask(mask, i, nb, j, nl) : undefined;
+      rows.push(tf.tidy(() => attend(q, k, v, m)));
+    }
+    pieces.push(rows.length === 1 ? rows[0] : tf.concat(rows, 1));
+  }
+  return pieces.length === 1 ? pieces[0] : tf.concat(pieces, 0);
+}
+
+/** The part of a broadcastable [N|1, L|1, S] mask for rows i..i+nb, queries j..j+nl. */
+function sliceMask(mask: tf.Tensor, i: number, nb: number, j: number, nl: number): tf.Tensor {
+  const shape = mask.rank === 3 ? mask.shape : [1, ...mask.shape.slice(-2)];
+  const m = mask.rank === 3 ? mask : tf.reshape(mask, shape);
+  const [mn, ml, ms] = shape;
+  return tf.slice(m, [mn === 1 ? 0 : i, ml === 1 ? 0 : j, 0], [mn === 1 ? 1 : nb, ml === 1 ? 1 : nl, ms]);
 }
 
 /** NCHW -> NHWC. */

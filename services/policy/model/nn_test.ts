@@ -10,8 +10,24 @@ import {
 import { FailedPreconditionError, InvalidArgumentError } from "../../../lib/errors.ts";
 import { writeSafetensors } from "../../../lib/tensor/safetensors.ts";
 import { initBackend } from "../../../lib/tensor/backend.ts";
-import { activate, Conv2d, FlopCounter, GroupNorm, LayerNorm, Linear, multiHeadAttention } from "./nn.ts";
-import { fromInternalLayout, ParamStore, toInternalLayout } from "./params.ts";
+import {
+  activate,
+  attentionSlices,
+  Conv2d,
+  FlopCounter,
+  GroupNorm,
+  LayerNorm,
+  Linear,
+  multiHeadAttention,
+} from "./nn.ts";
+import { setTensorByteLimit } from "../../../lib/tensor/limits.ts";
+import {
+  fromInternalLayout,
+  hostInternalLayout,
+  internalShape,
+  ParamStore,
+  toInternalLayout,
+} from "./params.ts";
 import { loadParams, SafetensorsSource } from "./weights.ts";
 import { timestepEmbedding } from "./unet.ts";
 import { parseClipTextConfig, parseUNetConfig, parseVaeConfig } from "./config.ts";
@@ -419,5 +435,54 @@ Deno.test("unet: config variants build and run (only_cross_attention, linear pro
     });
   } finally {
     unet.dispose();
+  }
+});
+
+Deno.test("sliced attention (by heads, and by query rows) equals the unsliced result, mask included", () => {
+  const [b, l, s, heads, d] = [2, 5, 3, 4, 2];
+  const q = tf.tensor3d(seq(b * l * heads * d, 0.3), [b, l, heads * d]);
+  const k = tf.tensor3d(seq(b * s * heads * d, 0.5, 1), [b, s, heads * d]);
+  const v = tf.tensor3d(seq(b * s * heads * d, 0.7, 2), [b, s, heads * d]);
+  const mask = tf.tensor2d(Float32Array.from({ length: l * s }, (_, i) => (i % s === 0 ? -1e30 : 0)), [l, s]);
+  const whole = multiHeadAttention(q, k, v, heads, CTX, mask).dataSync();
+  const headBytes = l * s * 4;
+  // 3 heads per slice (8 rows: uneven last slice), then 2 query rows per slice (one head is too big).
+  for (const limit of [3 * headBytes, 2 * s * 4]) {
+    const plan = attentionSlices(b * heads, l, s, limit);
+    assert(plan.sliced);
+    setTensorByteLimit(limit);
+    try {
+      const sliced = multiHeadAttention(q, k, v, heads, CTX, mask).dataSync();
+      assertAllClose(sliced, whole, { atol: 1e-6, label: `limit ${limit}` });
+    } finally {
+      setTensorByteLimit(null);
+    }
+  }
+  assertEquals(attentionSlices(b * heads, l, s, 2 * s * 4), {
+    sliced: true,
+    batchSlice: 1,
+    querySlice: 2,
+  });
+  assertEquals(attentionSlices(8, 4096, 4096, 128 * 2 ** 20), {
+    sliced: true,
+    batchSlice: 2,
+    querySlice: 4096,
+  });
+  assertEquals(attentionSlices(8, 64, 77, 128 * 2 ** 20).sliced, false);
+});
+
+Deno.test("host layout conversion equals toInternalLayout (linear, 1x1 conv, conv)", () => {
+  for (
+    const [shape, layout] of [[[5, 3], "linear"], [[4, 6, 1, 1], "linear"], [[4, 3, 3, 2], "conv"], [
+      [7],
+      "plain",
+    ]] as const
+  ) {
+    const n = shape.reduce((a: number, b: number) => a * b, 1);
+    const data = Float32Array.from({ length: n }, (_, i) => i * 0.5 - 3);
+    const want = toInternalLayout(tf.tensor(data, [...shape]), layout);
+    assertEquals(internalShape(shape, layout), want.shape);
+    assertEquals([...hostInternalLayout(data, shape, layout)], [...want.dataSync()]);
+    want.dispose();
   }
 });

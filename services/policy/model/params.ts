@@ -40,7 +40,12 @@ export class Param {
 
   /** Sets the value from PyTorch-layout float32 data (converted to the internal layout). */
   setFromTorch(data: Float32Array, trainable = false): void {
-    const t = tf.tidy(() => toInternalLayout(tf.tensor(data, [...this.shape], "float32"), this.layout));
+    // The layout change runs on the host: one upload per parameter and no device kernel (on
+    // WebGPU each new transpose shape would compile a shader; SD1.5 has hundreds of shapes).
+    const t = tf.tensor(
+      hostInternalLayout(data, this.shape, this.layout),
+      internalShape(this.shape, this.layout),
+    );
     this.#value?.dispose();
     this.#value = tf.variable(t, trainable);
     t.dispose();
@@ -70,6 +75,49 @@ export function toInternalLayout(t: tf.Tensor, layout: ParamLayout): tf.Tensor {
     case "conv":
       return tf.transpose(t, [2, 3, 1, 0]);
   }
+}
+
+/** The internal shape of a PyTorch-shaped parameter. */
+export function internalShape(shape: readonly number[], layout: ParamLayout): number[] {
+  switch (layout) {
+    case "plain":
+      return [...shape];
+    case "linear":
+      return [shape.slice(1).reduce((a, b) => a * b, 1), shape[0]];
+    case "conv":
+      return [shape[2], shape[3], shape[1], shape[0]];
+  }
+}
+
+/** `toInternalLayout` on host data (PyTorch-layout elements in, internal-layout elements out). */
+export function hostInternalLayout(
+  data: Float32Array,
+  shape: readonly number[],
+  layout: ParamLayout,
+): Float32Array {
+  if (layout === "plain") return data;
+  const out = new Float32Array(data.length);
+  if (layout === "linear") {
+    const rows = shape[0]; // out
+    const cols = data.length / rows; // in
+    for (let r = 0; r < rows; r++) {
+      const base = r * cols;
+      for (let c = 0; c < cols; c++) out[c * rows + r] = data[base + c];
+    }
+    return out;
+  }
+  const [o, i, kh, kw] = shape;
+  // [o, i, kh, kw] -> [kh, kw, i, o]
+  for (let a = 0; a < o; a++) {
+    for (let b = 0; b < i; b++) {
+      for (let y = 0; y < kh; y++) {
+        for (let x = 0; x < kw; x++) {
+          out[((y * kw + x) * i + b) * o + a] = data[((a * i + b) * kh + y) * kw + x];
+        }
+      }
+    }
+  }
+  return out;
 }
 
 /** Internal layout -> PyTorch layout. */

@@ -7,6 +7,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { ParamScope } from "./params.ts";
 import { activate, type ForwardContext, GroupNorm, LayerNorm, Linear } from "./nn.ts";
 import { Attention } from "./blocks.ts";
+import { tensorByteLimit } from "../../../lib/tensor/limits.ts";
 
 export interface Transformer2DOptions {
   heads: number;
@@ -32,9 +33,23 @@ class GegluFeedForward {
 
   forward(x: tf.Tensor3D, ctx: ForwardContext): tf.Tensor3D {
     return tf.tidy(() => {
-      const [hidden, gate] = tf.split(this.proj.forward(x, ctx), 2, -1);
-      return this.out.forward(tf.mul(hidden, activate(gate, "gelu")), ctx) as tf.Tensor3D;
+      const [b, l] = x.shape;
+      // The projection is [B, L, 8 dim]: chunk the tokens when it would exceed the tensor limit
+      // (diffusers' feed-forward chunking; tokens are independent, so the result is the same).
+      const chunk = Math.max(1, Math.floor(tensorByteLimit() / (b * this.proj.outFeatures * 4)));
+      if (chunk >= l) return this.#forward(x, ctx);
+      const parts: tf.Tensor3D[] = [];
+      for (let i = 0; i < l; i += chunk) {
+        const n = Math.min(chunk, l - i);
+        parts.push(tf.tidy(() => this.#forward(tf.slice(x, [0, i, 0], [b, n, x.shape[2]]), ctx)));
+      }
+      return tf.concat(parts, 1);
     });
+  }
+
+  #forward(x: tf.Tensor3D, ctx: ForwardContext): tf.Tensor3D {
+    const [hidden, gate] = tf.split(this.proj.forward(x, ctx), 2, -1);
+    return this.out.forward(tf.mul(hidden, activate(gate, "gelu")), ctx) as tf.Tensor3D;
   }
 }
 

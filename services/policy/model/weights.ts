@@ -6,7 +6,7 @@
  */
 import { SafetensorsFile } from "../../../lib/tensor/safetensors.ts";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../../../lib/errors.ts";
-import type { ParamStore } from "./params.ts";
+import type { ParamLayout, ParamStore } from "./params.ts";
 import { dirname, join } from "node:path";
 import { fillNormal, mulberry32 } from "./random.ts";
 import { pathExists } from "../../../lib/fs/exists.ts";
@@ -49,6 +49,15 @@ export class SafetensorsSource implements WeightSource {
       for (const f of files) f.close();
       throw e;
     }
+    const byShard = new Map(shards.map((s, i) => [s, files[i]]));
+    for (const [key, shard] of Object.entries(index.weight_map)) {
+      if (!byShard.get(shard)!.names().includes(key)) {
+        for (const f of files) f.close();
+        throw new FailedPreconditionError(
+          `${indexPath}: weight_map says "${key}" is in ${shard}, which has no such tensor`,
+        );
+      }
+    }
     return new SafetensorsSource(files, indexPath);
   }
 
@@ -77,17 +86,39 @@ export class SafetensorsSource implements WeightSource {
 
 /**
  * Opens `<dir>/<base>.safetensors`, or the shards of `<dir>/<base>.safetensors.index.json`
- * (diffusers names its weights `diffusion_pytorch_model`, transformers `model`).
+ * (diffusers names its weights `diffusion_pytorch_model`, transformers `model`). With a `variant`
+ * (diffusers' `variant="fp16"`) the names are `<base>.<variant>.safetensors` and
+ * `<base>.safetensors.index.<variant>.json`, as `save_pretrained(variant=...)` writes them; half
+ * precision tensors are widened to float32 as they are read. A missing file fails naming the folder
+ * and every name looked for.
  */
-export async function openWeights(dir: string, bases: readonly string[]): Promise<WeightSource> {
+export async function openWeights(
+  dir: string,
+  bases: readonly string[],
+  variant = "",
+): Promise<WeightSource> {
+  if (variant && !/^[A-Za-z0-9_-]+$/.test(variant)) {
+    throw new InvalidArgumentError("variant", `expected letters, digits, "_" or "-", got "${variant}"`);
+  }
+  const tried: string[] = [];
   for (const base of bases) {
-    const single = join(dir, `${base}.safetensors`);
-    if (await pathExists(single)) return await SafetensorsSource.open(single);
-    const index = join(dir, `${base}.safetensors.index.json`);
-    if (await pathExists(index)) return await SafetensorsSource.openIndex(index);
+    const single = variant ? `${base}.${variant}.safetensors` : `${base}.safetensors`;
+    const index = variant ? `${base}.safetensors.index.${variant}.json` : `${base}.safetensors.index.json`;
+    tried.push(single, index);
+    if (await pathExists(join(dir, single))) return await SafetensorsSource.open(join(dir, single));
+    if (await pathExists(join(dir, index))) return await SafetensorsSource.openIndex(join(dir, index));
+  }
+  let present = "";
+  try {
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.endsWith(".safetensors"));
+    if (names.length) present = `; it holds ${listNames(names.sort())}`;
+  } catch {
+    present = "; the folder does not exist";
   }
   throw new NotFoundError(
-    `${dir}: no weights (looked for ${bases.map((b) => `${b}.safetensors[.index.json]`).join(", ")})`,
+    `${dir}: no weights${variant ? ` of variant "${variant}"` : ""} (looked for ${
+      tried.join(", ")
+    })${present}`,
   );
 }
 
@@ -175,12 +206,23 @@ function sizeOf(shape: readonly number[]): number {
  */
 export function initRandomParams(store: ParamStore, seed = 0, std = 0.02): void {
   const uniform = mulberry32(seed);
-  for (const p of store.params()) {
-    const data = new Float32Array(p.size);
-    const isNormScale = p.layout === "plain" && p.shape.length === 1 && /norm[^.]*\.weight$/.test(p.name);
-    const isBias = p.layout === "plain" && p.shape.length === 1 && p.name.endsWith(".bias");
-    if (isNormScale) data.fill(1);
-    else if (!isBias) fillNormal(data, uniform, std);
-    p.setFromTorch(data);
-  }
+  for (const p of store.params()) p.setFromTorch(randomTorchValues(p, uniform, std));
+}
+
+/**
+ * One parameter's random values in PyTorch layout, drawn from `uniform` (the stream continues
+ * across parameters in declaration order, so writing a folder with these values and loading it
+ * equals `initRandomParams` with the same seed).
+ */
+export function randomTorchValues(
+  p: { name: string; shape: readonly number[]; layout: ParamLayout },
+  uniform: () => number,
+  std: number,
+): Float32Array {
+  const data = new Float32Array(p.shape.reduce((a, b) => a * b, 1));
+  const isNormScale = p.layout === "plain" && p.shape.length === 1 && /norm[^.]*\.weight$/.test(p.name);
+  const isBias = p.layout === "plain" && p.shape.length === 1 && p.name.endsWith(".bias");
+  if (isNormScale) data.fill(1);
+  else if (!isBias) fillNormal(data, uniform, std);
+  return data;
 }

@@ -1,0 +1,54 @@
+/** The `sd15` section of `deno task bench`: its flags and what it prints (bench.ts does the work). */
+import type { FlagSpecs } from "../../../../lib/rpc/flags.ts";
+import { type BackendName, BACKENDS, parseBackendName } from "../../../../lib/tensor/backend.ts";
+import { formatSd15Bench, runSd15Bench } from "./bench.ts";
+import { formatTorchTimings, readTorchTimings, torchRatios } from "./torch_baseline.ts";
+
+export const SD15_BENCH_FLAGS = {
+  quick: { type: "bool", description: "sd15: 8x8 latents (CI, no GPU) instead of 64x64" },
+  backend: {
+    type: "string",
+    default: "",
+    choices: ["", ...BACKENDS],
+    description: "sd15: tfjs backend (default: webgpu when an adapter exists, else cpu)",
+  },
+  modelDir: { type: "string", default: "", description: "sd15: load this folder instead of random weights" },
+  variant: { type: "string", default: "", description: 'sd15: weight variant of --model-dir, e.g. "fp16"' },
+  requireGpu: { type: "bool", description: "sd15: refuse to time on a fallback (software) adapter" },
+  iters: { type: "int", default: 0, min: 0, description: "sd15: timed repetitions (0: 1 quick, 3 full)" },
+  out: { type: "string", default: "", description: "sd15: also write the table (Markdown) and JSON here" },
+  torchJson: {
+    type: "string",
+    default: "",
+    description: "sd15: PyTorch eager timings (bench/gpu/torch_unet.py) for the ratio column",
+  },
+} as const satisfies FlagSpecs;
+
+export async function runSd15Section(values: {
+  quick: boolean;
+  backend: string;
+  modelDir: string;
+  variant: string;
+  requireGpu: boolean;
+  iters: number;
+  out: string;
+  torchJson: string;
+}): Promise<void> {
+  console.log(`## Stable Diffusion 1.5 at full width${values.quick ? " (--quick: 8x8 latents)" : ""}\n`);
+  const result = await runSd15Bench({
+    quick: values.quick,
+    backend: values.backend ? parseBackendName(values.backend) as BackendName : undefined,
+    modelDir: values.modelDir || undefined,
+    variant: values.variant,
+    requireHardware: values.requireGpu,
+    iters: values.iters || undefined,
+  });
+  const torch = values.torchJson ? await readTorchTimings(values.torchJson) : null;
+  let table = formatSd15Bench(result, torch ? torchRatios(result.rows, torch) : undefined);
+  if (torch) table += "\n\n" + formatTorchTimings(torch);
+  console.log(table + "\n");
+  if (values.out) {
+    await Deno.writeTextFile(values.out, table + "\n");
+    await Deno.writeTextFile(`${values.out}.json`, JSON.stringify(result, null, 2) + "\n");
+  }
+}
