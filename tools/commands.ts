@@ -90,6 +90,18 @@ export const COMMANDS: readonly CommandEntry[] = [
     scriptArgs: [],
     load: async () => spec((await import("../deploy/k8s/manifests.ts")).K8S_VALIDATE_COMMAND),
   },
+  {
+    name: "fuzz",
+    script: "tools/fuzz.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./fuzz.ts")).FUZZ_COMMAND),
+  },
+  {
+    name: "storm",
+    script: "tools/h2_storm.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./h2_storm.ts")).STORM_COMMAND),
+  },
 ];
 
 /**
@@ -156,6 +168,19 @@ export const SCRIPTS: readonly CommandEntry[] = [
     script: "services/reward/bench.ts",
     scriptArgs: [],
     load: async () => spec((await import("../services/reward/bench.ts")).REWARD_BENCH_COMMAND),
+  },
+];
+
+/**
+ * Internal child processes on the same convention (their name is their path), started by the project
+ * itself, not by users: the --help test covers them; `rdpo` and the README do not list them.
+ */
+export const INTERNAL: readonly CommandEntry[] = [
+  {
+    name: "lib/rpc/transport/front.ts",
+    script: "lib/rpc/transport/front.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../lib/rpc/transport/front.ts")).FRONT_COMMAND),
   },
 ];
 

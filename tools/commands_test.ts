@@ -8,7 +8,7 @@ import { createClient } from "../lib/rpc/client.ts";
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { repoRoot } from "../lib/testing/fixtures.ts";
 import denoConfig from "../deno.json" with { type: "json" };
-import { COMMANDS, SCRIPTS } from "./commands.ts";
+import { COMMANDS, INTERNAL, SCRIPTS } from "./commands.ts";
 
 const STACK = /^\s+at .+:\d+:\d+\)?$/m;
 const BANNER = /looks like you are running TensorFlow\.js/;
@@ -50,13 +50,13 @@ Deno.test("commands: every deno task alias runs the entry point the command list
 
 Deno.test({
   name:
-    "commands: --help exits 0 with usage, an unknown flag exits 2 with one line (every command and script)",
+    "commands: --help exits 0 with usage, an unknown flag exits 2 with one line (every command, script, child)",
   sanitizeResources: false,
   async fn() {
     // Each spawn loads a whole entry point (tfjs, ONNX Runtime): the rdpo and -h spellings are
     // checked for three commands (`rdpo serve policy`, `rdpo gen:wasm`), the direct scripts for all.
     const rdpoArgs = (name: string) => name.startsWith("serve:") ? name.split(":") : [name];
-    const lines = [...COMMANDS, ...SCRIPTS].flatMap((c) => [
+    const lines = [...COMMANDS, ...SCRIPTS, ...INTERNAL].flatMap((c) => [
       { c, kind: "help", args: [c.script, ...c.scriptArgs, "--help"] },
       { c, kind: "unknown", args: [c.script, ...c.scriptArgs, "--no-such-flag", "1"] },
       ...(["train", "serve:policy", "gen:wasm"].includes(c.name)

@@ -2,6 +2,7 @@
  * Structure-aware fuzzing of the three services, each in its own process (lib/rpc/fuzz/):
  *
  *   deno task fuzz --calls 10000 [--service reward|policy|trainer|all] [--seed 1] [--from I]
+ *   deno task fuzz --help
  *
  * For each service: start it, read its RSS, send `calls` hostile requests (seeded), then check it
  * is alive, that health still answers SERVING, and its RSS after. Prints one table row per service
@@ -14,7 +15,8 @@ import { PolicyService } from "../gen/rdpo/v1/policy_pb.ts";
 import { RewardService } from "../gen/rdpo/v1/reward_pb.ts";
 import { TrainerService } from "../gen/rdpo/v1/trainer_pb.ts";
 import { createClient } from "../lib/rpc/client.ts";
-import { parseFlags } from "../lib/rpc/flags.ts";
+import type { FlagSpecs } from "../lib/rpc/flags.ts";
+import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
 import { type Finding, type FuzzResult, fuzzService } from "../lib/rpc/fuzz/runner.ts";
 import { spawnService } from "../lib/rpc/spawn.ts";
 
@@ -179,34 +181,65 @@ export function reportOk(r: TargetReport): boolean {
   return r.findings.length === 0 && r.alive && r.serving && r.rssAfterMiB - r.rssBeforeMiB <= RSS_BOUND_MIB;
 }
 
-if (import.meta.main) {
-  const { values } = parseFlags(Deno.args, {
-    calls: { type: "int", default: 1000, min: 1 },
-    seed: { type: "int", default: 1, min: 0 },
-    from: { type: "int", default: 0, min: 0 },
-    service: { type: "string", default: "all", choices: ["all", "reward", "policy", "trainer"] },
-  });
-  const tmp = await Deno.makeTempDir({ prefix: "rdpo-fuzz-" });
-  const reports: TargetReport[] = [];
-  try {
-    for (const target of fuzzTargets(`${tmp}/adapters`)) {
-      if (values.service !== "all" && values.service !== target.name) continue;
-      const step = Math.max(1, Math.floor(values.calls / 10));
-      const report = await fuzzTarget(target, values.calls, values.seed, values.from, (done) => {
-        if (done % step === 0) console.error(`${target.name}: ${done}/${values.calls} calls`);
-      });
-      reports.push(report);
-      if (report.serverLog) console.log(`--- ${target.name} stderr (end) ---\n${report.serverLog}\n---`);
-      for (const f of report.findings) {
-        console.log(
-          `FINDING ${f.method} ${f.code} (--seed ${f.seed} --from ${f.call} --calls 1): ${f.details}`,
-        );
+export const FUZZ_FLAGS = {
+  calls: { type: "int", default: 1000, min: 1, description: "hostile calls sent to each service" },
+  seed: {
+    type: "int",
+    default: 1,
+    min: 0,
+    description: "seed of the hostile requests (a finding prints it)",
+  },
+  from: {
+    type: "int",
+    default: 0,
+    min: 0,
+    description: "index of the first call (replay a finding: --seed S --from I --calls 1)",
+  },
+  service: {
+    type: "string",
+    default: "all",
+    choices: ["all", "reward", "policy", "trainer"],
+    description: "the service to fuzz",
+  },
+} as const satisfies FlagSpecs;
+
+export const FUZZ_COMMAND: CommandSpec<typeof FUZZ_FLAGS> = {
+  name: "fuzz",
+  summary: "structure-aware fuzzing of the services in their own processes; exit 1 on any finding",
+  description: "For each service: start it, send --calls seeded hostile requests, then check it is alive,\n" +
+    `that health answers SERVING and that its RSS grew by at most ${RSS_BOUND_MIB} MiB. Prints one row per\n` +
+    "service and every INTERNAL/UNKNOWN finding with the flags that replay it. Exit status 1 on any\n" +
+    "finding, a dead or not-serving server, or RSS over the bound.",
+  flags: FUZZ_FLAGS,
+  examples: [
+    "deno task fuzz --calls 10000",
+    "deno task fuzz --service policy --seed 3 --from 417 --calls 1",
+  ],
+  async run(values) {
+    const tmp = await Deno.makeTempDir({ prefix: "rdpo-fuzz-" });
+    const reports: TargetReport[] = [];
+    try {
+      for (const target of fuzzTargets(`${tmp}/adapters`)) {
+        if (values.service !== "all" && values.service !== target.name) continue;
+        const step = Math.max(1, Math.floor(values.calls / 10));
+        const report = await fuzzTarget(target, values.calls, values.seed, values.from, (done) => {
+          if (done % step === 0) console.error(`${target.name}: ${done}/${values.calls} calls`);
+        });
+        reports.push(report);
+        if (report.serverLog) console.log(`--- ${target.name} stderr (end) ---\n${report.serverLog}\n---`);
+        for (const f of report.findings) {
+          console.log(
+            `FINDING ${f.method} ${f.code} (--seed ${f.seed} --from ${f.call} --calls 1): ${f.details}`,
+          );
+        }
       }
+    } finally {
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
     }
-  } finally {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-  }
-  console.log(formatReports(reports));
-  console.log(`RSS bound: after - before <= ${RSS_BOUND_MIB} MiB`);
-  Deno.exit(reports.every(reportOk) ? 0 : 1);
-}
+    console.log(formatReports(reports));
+    console.log(`RSS bound: after - before <= ${RSS_BOUND_MIB} MiB`);
+    Deno.exit(reports.every(reportOk) ? 0 : 1);
+  },
+};
+
+if (import.meta.main) await runCommand(FUZZ_COMMAND);

@@ -18,10 +18,11 @@ import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Buffer } from "node:buffer";
 import { ScoreRequestSchema, ScoreResponseSchema } from "../gen/rdpo/v1/reward_pb.ts";
-import { parseFlags } from "../lib/rpc/flags.ts";
+import type { FlagSpecs } from "../lib/rpc/flags.ts";
+import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
 import { type SpawnedService, spawnService } from "../lib/rpc/spawn.ts";
 
-const FLAGS = {
+export const STORM_FLAGS = {
   storms: { type: "int", default: 20, min: 0, description: "close storms" },
   clients: { type: "int", default: 32, min: 1, description: "channels per storm" },
   rounds: { type: "int", default: 5, min: 1, description: "rounds of calls per channel per storm" },
@@ -30,9 +31,13 @@ const FLAGS = {
   side: { type: "int", default: 512, min: 1, max: 4096, description: "image width and height" },
   cycles: { type: "int", default: 1000, min: 0, description: "open/call/close cycles after the storms" },
   supervised: { type: "bool", default: false, description: "run the service with --transport supervised" },
-  guard: { type: "bool", default: true, description: "--no-guard: the service without lib/rpc/h2_guard.ts" },
-  timeoutMs: { type: "int", default: 120_000, min: 1000, description: "deadline of one storm" },
-} as const;
+  guard: {
+    type: "bool",
+    default: true,
+    description: "install lib/rpc/h2_guard.ts in the service (--no-guard: without it, the crash)",
+  },
+  timeoutMs: { type: "int", default: 120_000, min: 1000, description: "deadline of one Score call (ms)" },
+} as const satisfies FlagSpecs;
 
 function scoreBody(images: number, side: number): Buffer {
   const data = new Uint8Array(side * side * 3);
@@ -173,17 +178,30 @@ export async function runStorm(options: StormOptions): Promise<StormResult> {
   return result;
 }
 
-if (import.meta.main) {
-  const { values } = parseFlags(Deno.args, FLAGS);
-  const result = await runStorm(values);
-  console.log(
-    `storms: ${result.storms}, cycles: ${result.cycles}, calls: ${result.calls}, ` +
-      `failed calls: ${result.failedCalls} ${JSON.stringify(result.failures)}, ` +
-      `transport: ${values.supervised ? "supervised" : "direct"}, guard: ${
-        values.guard ? "on" : "off"
-      }, transport restarts: ${result.transportRestarts}`,
-  );
-  if (result.exits.length) console.log(`exits: ${result.exits.join(", ")}`);
-  console.log(`deaths: ${result.deaths}`);
-  Deno.exit(result.deaths > 0 ? 1 : 0);
-}
+export const STORM_COMMAND: CommandSpec<typeof STORM_FLAGS> = {
+  name: "storm",
+  summary: "HTTP/2 close storms + open/call/close cycles against a reward process; exit 1 on any death",
+  description: "A storm: --clients plain grpc-js channels each send --rounds x --calls Score requests of\n" +
+    "--images images, then all close at once. A cycle: open a channel, one call, close. A dead server is\n" +
+    "counted with its exit status and restarted; the last line is `deaths: N`, exit status 1 if N > 0.",
+  flags: STORM_FLAGS,
+  examples: [
+    "deno task storm",
+    "deno task storm --storms 10 --cycles 0 --no-guard",
+  ],
+  async run(values) {
+    const result = await runStorm(values);
+    console.log(
+      `storms: ${result.storms}, cycles: ${result.cycles}, calls: ${result.calls}, ` +
+        `failed calls: ${result.failedCalls} ${JSON.stringify(result.failures)}, ` +
+        `transport: ${values.supervised ? "supervised" : "direct"}, guard: ${
+          values.guard ? "on" : "off"
+        }, transport restarts: ${result.transportRestarts}`,
+    );
+    if (result.exits.length) console.log(`exits: ${result.exits.join(", ")}`);
+    console.log(`deaths: ${result.deaths}`);
+    Deno.exit(result.deaths > 0 ? 1 : 0);
+  },
+};
+
+if (import.meta.main) await runCommand(STORM_COMMAND);
