@@ -37,6 +37,16 @@ import { buildReport } from "./report/build.ts";
 import { openRun } from "./run_dir.ts";
 import { connectServices, type TrainerServices } from "./services.ts";
 import { collectPairs, type TransitionPair } from "./trajectory.ts";
+import {
+  endsEpoch,
+  epochSettings,
+  epochStart,
+  isPerBatch,
+  meanOfUpdates,
+  runEpochUpdates,
+  type UpdateMetrics,
+  updateMetrics,
+} from "./epoch.ts";
 import { phaseSpan, StepTrace } from "../../lib/telemetry/rdpo.ts";
 
 export interface TrainOptions {
@@ -171,6 +181,8 @@ async function checkpoint(
   pos: RunPosition,
   metrics: Record<string, unknown>,
   expectedChecksum: string,
+  /** Mid-epoch: where the epoch began (a resume samples its batches again from there). */
+  epochBegin?: { step: number; cursor: PromptCursor },
 ): Promise<void> {
   const r = await services.call(
     "get_adapter",
@@ -193,6 +205,7 @@ async function checkpoint(
       rng: { train_step: pos.step },
       metrics,
       config_hash: configHash,
+      ...(epochBegin ? { extra: { epoch_start: epochBegin } } : {}),
     },
     adapter: {
       weights: fromNamed(a.weights, "adapter.weights"),
@@ -242,11 +255,16 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
     let instanceId = info.instanceId;
     let ckpt = run.checkpoint;
     let expectedChecksum = await restoreAdapter(services, config, ckpt);
-    const start = (c: LoadedCheckpoint | null): RunPosition => ({
-      step: c?.state.step ?? 0,
-      cursor: c?.state.prompt_cursor ?? { epoch: 0, index: 0 },
-      optimizerStep: c?.optimizer?.step ?? 0,
-    });
+    // A checkpoint inside an epoch (epoch.ts) resumes at the epoch's start: no update happened since,
+    // so the adapter is the one that drew the epoch's batches, and sampling them again is exact.
+    const start = (c: LoadedCheckpoint | null): RunPosition => {
+      const begin = c?.state.extra?.epoch_start as { step: number; cursor: PromptCursor } | undefined;
+      return {
+        step: begin?.step ?? c?.state.step ?? 0,
+        cursor: begin?.cursor ?? c?.state.prompt_cursor ?? { epoch: 0, index: 0 },
+        optimizerStep: c?.optimizer?.step ?? 0,
+      };
+    };
     const batcherAt = (cursor: PromptCursor) =>
       new PromptBatcher(prompts.train, {
         batchSize: config.training.prompt_batch_size,
@@ -256,6 +274,11 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
       });
     let pos = start(ckpt);
     let batcher = batcherAt(pos.cursor);
+    if (ckpt && pos.step < ckpt.state.step) await truncateMetrics(run.paths.metrics, pos.step);
+    const epochs = epochSettings(config);
+    // Pairs sampled in the current epoch, not yet trained on, and where the epoch began.
+    let pending: TransitionPair[] = [];
+    let epochBegin = { step: pos.step, cursor: pos.cursor };
     say(
       `run ${run.paths.root}: ${config.method}, ${total} steps, ${prompts.train.length} train / ${evalPrompts.length} eval prompts` +
         (ckpt ? `, resumed at step ${pos.step}` : ""),
@@ -316,23 +339,43 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           )
         );
         const phases = collected.phases;
+        if (pos.step === epochStart(pos.step, epochs)) {
+          pending = [];
+          epochBegin = { step: pos.step, cursor: pos.cursor };
+        }
+        pending.push(...collected.pairs);
+        // The epoch's updates once its last batch is in (epoch.ts; per batch by default).
         let trained: Awaited<ReturnType<typeof trainOnPairs>> | null = null;
-        if (collected.pairs.length > 0) {
+        const updates: UpdateMetrics[] = [];
+        if (endsEpoch(pos.step + 1, epochs, total) && pending.length > 0) {
           const t1 = performance.now();
-          trained = await stepTrace.run(() =>
+          const requestId = `${run.configHash.slice(0, 12)}-step-${pos.step}`;
+          const responses = await stepTrace.run(() =>
             phaseSpan("train", () =>
-              trainOnPairs(
-                services,
-                config,
-                collected.pairs,
-                latentShape,
+              runEpochUpdates(
+                pending,
+                epochs,
+                config.seed,
+                Math.floor(pos.step / epochs.sampleBatchesPerEpoch),
                 pos.optimizerStep,
-                `${run.configHash.slice(0, 12)}-step-${pos.step}`,
+                (pairs, k, expected) =>
+                  trainOnPairs(
+                    services,
+                    config,
+                    pairs,
+                    latentShape,
+                    expected,
+                    k ? `${requestId}-u${k}` : requestId,
+                  )
+                    .then((r) => (updates.push(updateMetrics(r, pairs.length)), r)),
               ))
           );
           phases.train = performance.now() - t1;
-          expectedChecksum = trained.adapterChecksum;
+          trained = responses.at(-1) ?? null;
+          if (trained) expectedChecksum = trained.adapterChecksum;
+          pending = [];
         }
+        const summary = meanOfUpdates(updates);
         const clock = services.clock.take();
         pos = {
           step: pos.step + 1,
@@ -344,10 +387,10 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           type: "step",
           step: pos.step,
           time: new Date().toISOString(),
-          loss: trained?.loss ?? 0,
-          h_w: trained?.meanLogRatioWinner ?? 0,
-          h_l: trained?.meanLogRatioLoser ?? 0,
-          accuracy: trained?.accuracy ?? 0,
+          loss: summary?.loss ?? 0,
+          h_w: summary?.h_w ?? 0,
+          h_l: summary?.h_l ?? 0,
+          accuracy: summary?.accuracy ?? 0,
           reward_margin: margins.length ? margins.reduce((a, b) => a + b, 0) / margins.length : 0,
           pairs: collected.pairs.length,
           skipped_ties: collected.skippedTies,
@@ -355,8 +398,9 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           step_seconds: (performance.now() - t0) / 1000,
           wire_ms: clock.wireMs,
           phases,
-          grad_norm: trained?.gradNorm,
+          grad_norm: summary?.grad_norm,
           optimizer_step: pos.optimizerStep,
+          ...(isPerBatch(epochs) ? {} : { updates }),
         };
         wireTotal += clock.wireMs;
         wireSteps += 1;
@@ -383,6 +427,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
               pos,
               { last: record },
               expectedChecksum,
+              endsEpoch(pos.step, epochs, total) ? undefined : epochBegin,
             )
           );
         }
@@ -410,6 +455,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
         const from = pos.step;
         pos = start(ckpt);
         batcher = batcherAt(pos.cursor);
+        pending = [];
         await truncateMetrics(run.paths.metrics, pos.step);
         say(
           `policy service restarted (${

@@ -4,6 +4,7 @@
  * report and for resuming. JSON has no NaN or Infinity: non-finite numbers are written as null
  * and read back as NaN.
  */
+import type { UpdateMetrics } from "./epoch.ts";
 import { InvalidArgumentError } from "../../lib/errors.ts";
 
 /** One training step (one prompt batch of Algorithm 1). */
@@ -34,6 +35,8 @@ export interface StepMetrics {
   phases: Record<string, number>;
   grad_norm?: number;
   optimizer_step?: number;
+  /** Under an epoch structure (epoch.ts): each optimizer step of the epoch this record closed. */
+  updates?: UpdateMetrics[];
 }
 
 /** Mean/std of one scorer over an evaluation's samples. */
