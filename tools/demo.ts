@@ -1,16 +1,19 @@
 /**
  * `deno task demo`: the whole system on loopback in a few minutes on a laptop CPU.
  *
- *   1. starts the reward service (built-in scorers, no model files) and the policy service (the
+ *   1. starts the reward service (the built-in scorers and the learned attribute classifiers of
+ *      `models/prompt_fidelity` and `models/attribute_evaluator`) and the policy service (the
  *      project's embedded model, `models/tiny`) as processes, and shows their health;
- *   2. runs RDPO (RDPO_SPEC.md, Algorithm 1) with a built-in reward (`--reward`), evaluating base vs
- *      tuned on held-out prompts with the same seeds;
- *   3. prints the numbers (per-model means and the seed-matched difference) and the report's path.
+ *   2. runs RDPO (RDPO_SPEC.md, Algorithm 1) with one reward (`--reward`, default prompt_fidelity:
+ *      the classifier's log-probability of the attributes the prompt asks for), evaluating base vs
+ *      tuned on held-out prompts with the same seeds, under the trained reward, the held-out
+ *      evaluator (another classifier, never trained on), JPEG size and colourfulness;
+ *   3. prints the numbers (per-model means and the seed-matched differences) and the report's path.
  *
  * Without `models/tiny` (or `--model-dir`) it falls back to a randomly initialised tiny model of the
  * same architecture and says so: the training is real, the images are not meaningful pictures.
  *
- *   deno task demo [--reward jpeg_compressibility|colorfulness] [--steps 60] [--seed 12] [--quick]
+ *   deno task demo [--reward prompt_fidelity|jpeg_compressibility|colorfulness] [--steps N] [--seed N] [--quick]
  *                  [--lr X] [--finetune-steps 8,9] [--model-dir DIR] [--out runs/demo]
  */
 import { parseArgs } from "node:util";
@@ -31,18 +34,43 @@ import { evalRecords, pairedDifference, readMetrics } from "../services/trainer/
  * behind these choices: which denoising steps are trained decides whether the policy learns the
  * reward or just drifts).
  */
-const REWARDS: Record<string, { meaning: string; lr: number; finetuneSteps: number[] }> = {
+interface DemoSchedule {
+  meaning: string;
+  lr: number;
+  finetuneSteps: number[];
+  steps: number;
+  candidates: number;
+  /** The epoch structure (services/trainer/epoch.ts): sample batches per epoch, pairs per update, passes. */
+  epoch?: { batches: number; trainBatch: number; inner: number };
+}
+const REWARDS: Record<string, DemoSchedule> = {
+  prompt_fidelity: {
+    meaning:
+      "log p(prompted attributes | image) under the shapes attribute classifier (models/prompt_fidelity)",
+    lr: 0.003,
+    finetuneSteps: [0, 1, 2, 3],
+    steps: 48,
+    candidates: 8,
+    epoch: { batches: 2, trainBatch: 4, inner: 2 },
+  },
   jpeg_compressibility: {
     meaning: "-kB of the image saved as JPEG q95 (PIL-equivalent); higher = simpler image",
     lr: 0.01,
     finetuneSteps: [8, 9],
+    steps: 60,
+    candidates: 16,
   },
   colorfulness: {
     meaning: "Hasler-Suesstrunk colourfulness of the RGB image; higher = more colourful",
     lr: 0.005,
     finetuneSteps: [8, 9],
+    steps: 60,
+    candidates: 16,
   },
 };
+/** The learned rewards (reward bundles under models/) and the one that only evaluates. */
+const BUNDLES = ["prompt_fidelity", "attribute_evaluator"] as const;
+const EVAL_SCORERS = ["prompt_fidelity", "attribute_evaluator", "jpeg_compressibility", "colorfulness"];
 
 // Defaults: K = 16 candidates, 2 prompts per step, 60 steps. A run is deterministic for a given model
 // and seed, but not robust across seeds: on models/tiny this schedule gave -0.021, +0.124 and +0.124 kB
@@ -50,15 +78,18 @@ const REWARDS: Record<string, { meaning: string; lr: number; finetuneSteps: numb
 const { values } = parseArgs({
   args: Deno.args,
   options: {
-    reward: { type: "string", default: "jpeg_compressibility" },
-    steps: { type: "string", default: "60" },
+    reward: { type: "string", default: "prompt_fidelity" },
+    steps: { type: "string" },
     out: { type: "string", default: join(repoRoot, "runs", "demo") },
     quick: { type: "boolean", default: false },
     "model-dir": { type: "string" },
     seed: { type: "string", default: "12" },
     lr: { type: "string" },
     "finetune-steps": { type: "string" },
-    candidates: { type: "string", default: "16" },
+    candidates: { type: "string" },
+    "batches-per-epoch": { type: "string" },
+    "train-batch": { type: "string" },
+    "inner-epochs": { type: "string" },
     beta: { type: "string", default: "0.1" },
     lambda: { type: "string", default: "100" },
     "prompt-batch": { type: "string", default: "2" },
@@ -73,7 +104,14 @@ if (!(rewardName in REWARDS)) {
 }
 const reward = REWARDS[rewardName];
 const quick = values.quick!;
-const steps = quick ? 2 : Number(values.steps);
+const steps = quick ? 2 : Number(values.steps ?? reward.steps);
+const epoch = values["batches-per-epoch"] !== undefined
+  ? {
+    batches: Number(values["batches-per-epoch"]),
+    trainBatch: Number(values["train-batch"] ?? 4),
+    inner: Number(values["inner-epochs"] ?? 1),
+  }
+  : reward.epoch;
 const started = performance.now();
 const say = (s: string) => console.log(s);
 
@@ -98,7 +136,29 @@ try {
 }
 
 const runDir = `${values.out}-${Date.now().toString(36)}`;
-const rewardService = new ServiceProcess("services/reward/main.ts", []);
+const modelRoot = join(repoRoot, "models");
+const bundles: string[] = [];
+for (const b of BUNDLES) {
+  try {
+    await Deno.stat(join(modelRoot, b, "manifest.json"));
+    bundles.push(b);
+  } catch {
+    say(`reward bundle models/${b} is missing (partial checkout?): it is left out`);
+  }
+}
+if (BUNDLES.includes(rewardName as typeof BUNDLES[number]) && !bundles.includes(rewardName)) {
+  console.error(`--reward ${rewardName}: models/${rewardName} is missing`);
+  Deno.exit(2);
+}
+const evalScorers = EVAL_SCORERS.filter((k) =>
+  !BUNDLES.includes(k as typeof BUNDLES[number]) || bundles.includes(k)
+);
+const rewardService = new ServiceProcess(
+  "services/reward/main.ts",
+  bundles.length
+    ? ["--model-root", modelRoot, "--preload", bundles.map((b) => `${b}@v1=${b}`).join(",")]
+    : [],
+);
 const policy = new ServiceProcess("services/policy/main.ts", [
   "--model-dir",
   modelDir,
@@ -129,13 +189,23 @@ try {
       run_dir: runDir,
       sampling: { num_inference_steps: quick ? 4 : 10, eta: 1.0, guidance_scale: 3.0 },
       preference: quick ? { num_candidates: 2, finetune_step_indices: [0, 2] } : {
-        num_candidates: Number(values.candidates),
+        num_candidates: Number(values.candidates ?? reward.candidates),
         finetune_step_indices: values["finetune-steps"]?.split(",").map(Number) ?? reward.finetuneSteps,
       },
       loss: { beta: Number(values.beta), lambda: Number(values.lambda) },
       lora: { rank: 4 },
       optimizer: { lr: values.lr === undefined ? reward.lr : Number(values.lr) },
-      training: { steps, prompt_batch_size: quick ? 2 : Number(values["prompt-batch"]) },
+      training: {
+        steps,
+        prompt_batch_size: quick ? 2 : Number(values["prompt-batch"]),
+        ...(epoch && !quick
+          ? {
+            sample_batches_per_epoch: epoch.batches,
+            train_batch_size: epoch.trainBatch,
+            num_inner_epochs: epoch.inner,
+          }
+          : {}),
+      },
       prompts: { file: join(repoRoot, "tools", "shapes", "demo_prompts.txt"), eval_fraction: 0.25 },
       scorers: [{ name: rewardName, weight: 1 }],
       eval: {
@@ -146,7 +216,7 @@ try {
         at_end: true,
         samples_per_prompt: quick ? 1 : Number(values["eval-samples"]),
         max_prompts: quick ? 2 : Number(values["eval-prompts"]),
-        scorers: Object.keys(REWARDS),
+        scorers: evalScorers,
       },
       services: { policy: policy.address, reward: rewardService.address },
       checkpoint: { every: 10, keep_last: 1 },
@@ -154,25 +224,37 @@ try {
     }),
     "demo config",
   );
-  say(`RDPO: ${steps} steps, reward ${rewardName} (${reward.meaning})`);
+  say(
+    `RDPO: ${steps} steps, reward ${rewardName} (${reward.meaning})` +
+      (epoch && !quick
+        ? `\n      epochs of ${epoch.batches} sample batches, minibatches of ${epoch.trainBatch} pairs, ${epoch.inner} inner epoch(s)`
+        : ""),
+  );
   const result = await train(config, {});
   const evals = evalRecords(await readMetrics(join(runDir, "metrics.jsonl")));
   const base = evals.find((e) => e.model === "base");
   const tuned = evals.filter((e) => e.model === "policy").at(-1);
   say(`\nheld-out prompts, same seeds (${base?.rewards[rewardName]?.count ?? 0} samples per model):`);
-  say(`| model | ${Object.keys(REWARDS).join(" | ")} |`);
-  say(`|---|${Object.keys(REWARDS).map(() => "---:").join("|")}|`);
+  say(`| model | ${evalScorers.join(" | ")} |`);
+  say(`|---|${evalScorers.map(() => "---:").join("|")}|`);
   for (const [name, e] of [["base", base], ["tuned", tuned]] as const) {
-    if (e) say(`| ${name} | ${Object.keys(REWARDS).map((k) => e.rewards[k].mean.toFixed(4)).join(" | ")} |`);
+    if (e) say(`| ${name} | ${evalScorers.map((k) => e.rewards[k].mean.toFixed(4)).join(" | ")} |`);
   }
-  const baseValues = base?.rewards[rewardName]?.values;
-  const tunedValues = tuned?.rewards[rewardName]?.values;
-  if (baseValues && tunedValues) {
-    const d = pairedDifference(baseValues, tunedValues);
+  say("tuned - base per seed-matched sample (mean ± standard error, samples improved):");
+  for (const k of [rewardName, ...evalScorers.filter((k) => k !== rewardName)]) {
+    const b = base?.rewards[k]?.values;
+    const t = tuned?.rewards[k]?.values;
+    if (!b || !t) continue;
+    const d = pairedDifference(b, t);
+    const role = k === rewardName
+      ? "trained reward"
+      : k === "attribute_evaluator"
+      ? "held-out evaluator"
+      : "other reward";
     say(
-      `trained reward ${rewardName}, tuned - base per seed-matched sample: ${d.mean >= 0 ? "+" : ""}${
-        d.mean.toFixed(4)
-      } ± ${d.stdError.toFixed(4)} (standard error), ${d.improved} of ${d.count} samples improved`,
+      `${role} ${k}, tuned - base per seed-matched sample: ${d.mean >= 0 ? "+" : ""}${d.mean.toFixed(4)} ± ${
+        d.stdError.toFixed(4)
+      } (standard error), ${d.improved} of ${d.count} samples improved`,
     );
   }
   say(`\nreport: ${result.reportPath}`);
