@@ -28,6 +28,8 @@ import {
   initClassifierParams,
 } from "./classifier.ts";
 import { ATTRIBUTE_HEADS, headOffsets, totalClasses } from "./heads.ts";
+import { movingAverage } from "../../services/trainer/metrics.ts";
+import { lineChartSvg, PALETTE } from "../../services/trainer/report/plot.ts";
 
 /** Data seeds: training draws from TRAIN_DATA_SEED + classifier seed, evaluation from HELD_OUT_DATA_SEED. */
 export const TRAIN_DATA_SEED = 7000;
@@ -76,7 +78,7 @@ export function makeBatch(dataSeed: number, start: number, n: number, augment: b
   const labels = new Int32Array(heads.length * n);
   for (let i = 0; i < n; i++) {
     const s = makeSample(dataSeed, start + i, IMAGE_SIZE);
-    let img = Float32Array.from(s.image, (v) => v / 255);
+    let img: Float32Array = Float32Array.from(s.image, (v) => v / 255);
     // Sample-determined augmentation (the last pixel's noise decides), so a batch is reproducible.
     if (augment && (s.image[px - 1] + start + i) % 2 === 0) img = boxBlur(img, IMAGE_SIZE);
     images.set(img, i * px);
@@ -151,6 +153,23 @@ export async function heldOutAccuracy(
   return Object.fromEntries(
     heads.map((h, k) => [h.name, { accuracy: correct[k] / Math.max(1, counted[k]), n: counted[k] }]),
   );
+}
+
+/** loss.svg of a bundle folder's loss.csv (raw and a 50-step moving average). */
+export async function writeLossChart(dir: string, title: string): Promise<void> {
+  const rows = (await Deno.readTextFile(join(dir, "loss.csv"))).trim().split("\n").slice(1).map((l) =>
+    l.split(",").map(Number) as [number, number]
+  );
+  const svg = lineChartSvg({
+    title,
+    series: [
+      { name: "loss (sum over heads)", points: rows, color: PALETTE[0], opacity: 0.35 },
+      { name: "50-step mean", points: movingAverage(rows, 50), color: PALETTE[1] },
+    ],
+    xLabel: "step",
+    yLabel: "cross-entropy",
+  });
+  await writeAtomic(join(dir, "loss.svg"), svg);
 }
 
 export interface TrainClassifierOptions {
@@ -244,8 +263,13 @@ if (import.meta.main) {
       name: { type: "string", default: "prompt_fidelity" },
       description: { type: "string", default: "log-probability of the prompted attributes" },
       backend: { type: "string", default: "wasm" },
+      "plot-only": { type: "boolean", default: false },
     },
   });
+  if (values["plot-only"]) {
+    await writeLossChart(values.out!, `${values.name}: training loss`);
+    Deno.exit(0);
+  }
   const arch = ARCHS[values.arch!];
   if (!arch) throw new Error(`--arch: one of ${Object.keys(ARCHS).join(", ")}, got ${values.arch}`);
   if (!values.out) throw new Error("--out: required");
