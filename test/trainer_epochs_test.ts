@@ -41,7 +41,11 @@ const policy = new ServiceProcess("services/policy/main.ts", [
   join(tmp, "adapters"),
 ]);
 
-function config(method: "rdpo" | "d3po", runDir: string, training: Record<string, unknown> = {}): RunConfig {
+function config(
+  method: "rdpo" | "d3po" | "tailorpo" | "rdpo_star",
+  runDir: string,
+  training: Record<string, unknown> = {},
+): RunConfig {
   return parseConfig(
     JSON.stringify({
       method,
@@ -49,9 +53,9 @@ function config(method: "rdpo" | "d3po", runDir: string, training: Record<string
       run_dir: join(tmp, runDir),
       progress: "none",
       sampling: { num_inference_steps: 4, eta: 1.0, guidance_scale: 3.0 },
-      preference: method === "rdpo"
-        ? { num_candidates: 3, finetune_step_indices: [0, 2] }
-        : { finetune_step_indices: [0, 2] },
+      preference: method === "d3po"
+        ? { finetune_step_indices: [0, 2] }
+        : { num_candidates: 3, finetune_step_indices: [0, 2] },
       ...(method === "rdpo" ? { loss: { beta: 0.1, lambda: 100 } } : {}),
       lora: { rank: 2 },
       optimizer: { lr: 0.01 },
@@ -116,6 +120,18 @@ Deno.test({
           },
         );
       }
+      await t.step(
+        "shared-parent pairs: RDPO* (delta_q, lambda 0) and TailorPO (q, dpo) train the same adapter",
+        async () => {
+          // delta_q = q(candidate) - q(shared parent) ranks candidates as q does, and the rdpo loss at
+          // lambda 0 is the dpo loss (RDPO_SPEC.md): the same pairs, the same updates, bit for bit.
+          const two = { ...EPOCHS, num_inner_epochs: 1 };
+          const a = await train(config("rdpo_star", "rdpo-star", two), quiet);
+          const b = await train(config("tailorpo", "tailorpo", two), quiet);
+          assert(a.optimizerStep > 0);
+          assertEquals(a.adapterChecksum, b.adapterChecksum);
+        },
+      );
     } finally {
       await policy.kill();
       await reward.kill();

@@ -49,7 +49,7 @@ const REWARDS: Record<string, DemoSchedule> = {
       "log p(prompted attributes | image) under the shapes attribute classifier (models/prompt_fidelity)",
     lr: 0.003,
     finetuneSteps: [0, 1, 2, 3],
-    steps: 48,
+    steps: 32,
     candidates: 8,
     epoch: { batches: 2, trainBatch: 4, inner: 2 },
   },

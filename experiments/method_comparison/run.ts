@@ -215,7 +215,7 @@ if (import.meta.main) {
     "--lora-rank",
     "4",
     "--adapter-root",
-    join(values.out!, "adapters"),
+    join(values.out!, `adapters-${seeds.join("-")}`),
   ]);
   const results: RunResult[] = [];
   try {
