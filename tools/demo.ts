@@ -47,9 +47,9 @@ const REWARDS: Record<string, DemoSchedule> = {
   prompt_fidelity: {
     meaning:
       "log p(prompted attributes | image) under the shapes attribute classifier (models/prompt_fidelity)",
-    lr: 0.003,
+    lr: 0.006,
     finetuneSteps: [0, 1, 2, 3],
-    steps: 32,
+    steps: 12,
     candidates: 8,
     epoch: { batches: 2, trainBatch: 4, inner: 2 },
   },
@@ -169,7 +169,8 @@ const policy = new ServiceProcess("services/policy/main.ts", [
 ]);
 try {
   say("starting the reward and policy services on loopback ...");
-  await Promise.all([rewardService.start(), policy.start()]);
+  // A loaded machine can take minutes to start two Deno services.
+  await Promise.all([rewardService.start(0, 300_000), policy.start(0, 300_000)]);
   for (
     const [name, svc, service] of [
       ["reward", rewardService, "rdpo.v1.RewardService"],

@@ -219,7 +219,7 @@ if (import.meta.main) {
   ]);
   const results: RunResult[] = [];
   try {
-    await Promise.all([reward.start(), policy.start()]);
+    await Promise.all([reward.start(0, 300_000), policy.start(0, 300_000)]);
     for (const seed of seeds) {
       for (const m of methods) {
         const r = await runOne(m, seed, { policy: policy.address, reward: reward.address });
