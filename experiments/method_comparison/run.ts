@@ -218,8 +218,19 @@ if (import.meta.main) {
     join(values.out!, `adapters-${seeds.join("-")}`),
   ]);
   const results: RunResult[] = [];
+  const finished = async (m: string, s: number) => {
+    try {
+      return JSON.parse(
+        await Deno.readTextFile(join(values.out!, `${m}-seed-${s}`, "result.json")),
+      ) as RunResult;
+    } catch {
+      return null;
+    }
+  };
+  // Only collecting finished runs (e.g. after one process per seed): no services needed.
+  const done = await Promise.all(seeds.flatMap((s) => methods.map((m) => finished(m, s))));
   try {
-    await Promise.all([reward.start(0, 300_000), policy.start(0, 300_000)]);
+    if (done.some((r) => r === null)) await Promise.all([reward.start(0, 300_000), policy.start(0, 300_000)]);
     for (const seed of seeds) {
       for (const m of methods) {
         const r = await runOne(m, seed, { policy: policy.address, reward: reward.address });
@@ -234,7 +245,7 @@ if (import.meta.main) {
       }
     }
   } finally {
-    await Promise.all([policy.stop(), reward.stop()]);
+    if (done.some((r) => r === null)) await Promise.all([policy.stop(), reward.stop()]);
   }
   const tables = resultTables(results);
   const svg = hChart(results, ["d3po", "rdpo_star", "rdpo"]);
