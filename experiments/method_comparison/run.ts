@@ -29,6 +29,8 @@ const { values } = parseArgs({
     methods: { type: "string", default: "d3po,tailorpo,rdpo_star,rdpo" },
     steps: { type: "string" },
     out: { type: "string", default: join(repoRoot, "runs", "method_comparison") },
+    /** Only tabulate the finished runs (no services, nothing trained). */
+    collect: { type: "boolean", default: false },
   },
 });
 const seeds = values.seeds!.split(",").map(Number);
@@ -171,7 +173,7 @@ export function resultTables(results: RunResult[]): string {
       `| ${r.method} | ${r.seed} | ${r.optimizerSteps} | ${
         pairedDifference(r.base.prompt_fidelity, r.tuned.prompt_fidelity).mean.toFixed(3)
       } | ${pairedDifference(r.base.attribute_evaluator, r.tuned.attribute_evaluator).mean.toFixed(3)} | ${
-        tail.length ? mean(tail.map((x) => x[1])).toFixed(4) : "n/a"
+        tail.length ? mean(tail.map((x) => x[1])).toExponential(2) : "n/a"
       } | ${r.seconds.toFixed(0)} | \`${r.adapterChecksum.slice(0, 16)}\` |`,
     );
   }
@@ -192,7 +194,7 @@ function hChart(results: RunResult[], shown: string[]): string {
     ];
   });
   return lineChartSvg({
-    title: `h_w, h_l at training time (mean of ${seeds.length} seeds; epoch structure of configs/base.json)`,
+    title: "h_w, h_l at training time (mean over each method's seeds)",
     series,
     xLabel: "optimizer step",
     yLabel: "log-ratio per dimension",
@@ -230,9 +232,12 @@ if (import.meta.main) {
   // Only collecting finished runs (e.g. after one process per seed): no services needed.
   const done = await Promise.all(seeds.flatMap((s) => methods.map((m) => finished(m, s))));
   try {
-    if (done.some((r) => r === null)) await Promise.all([reward.start(0, 300_000), policy.start(0, 300_000)]);
+    if (!values.collect && done.some((r) => r === null)) {
+      await Promise.all([reward.start(0, 300_000), policy.start(0, 300_000)]);
+    }
     for (const seed of seeds) {
       for (const m of methods) {
+        if (values.collect && !(await finished(m, seed))) continue;
         const r = await runOne(m, seed, { policy: policy.address, reward: reward.address });
         results.push(r);
         console.log(
@@ -245,7 +250,7 @@ if (import.meta.main) {
       }
     }
   } finally {
-    if (done.some((r) => r === null)) await Promise.all([policy.stop(), reward.stop()]);
+    if (!values.collect && done.some((r) => r === null)) await Promise.all([policy.stop(), reward.stop()]);
   }
   const tables = resultTables(results);
   const svg = hChart(results, ["d3po", "rdpo_star", "rdpo"]);
