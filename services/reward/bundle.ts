@@ -24,6 +24,7 @@ export const SCORER_KINDS = [
   "jpeg_compressibility",
   "jpeg_incompressibility",
   "colorfulness",
+  "attribute_classifier",
 ] as const;
 export type ScorerKind = typeof SCORER_KINDS[number];
 
@@ -92,6 +93,16 @@ export interface BundleManifest {
   normalization?: { mean: number; std: number };
   /** Generic `onnx` kind: how the output is reduced. */
   output_reduce?: OutputReduce;
+  /** `attribute_classifier` kind: the heads of the model's `log_probs` output, in order. */
+  attributes?: AttributeSpec[];
+}
+
+/** One head of an attribute classifier: its classes and, per class, the prompt pattern that asks for it. */
+export interface AttributeSpec {
+  name: string;
+  classes: string[];
+  /** Regular expressions (JavaScript), one per class, matched against the lowercased prompt. */
+  patterns: string[];
 }
 
 const CLIP_MEAN: [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
@@ -156,6 +167,12 @@ const DEFAULTS: Record<ScorerKind, KindDefaults> = {
   jpeg_compressibility: { models: {} },
   jpeg_incompressibility: { models: {} },
   colorfulness: { models: {} },
+  attribute_classifier: {
+    models: {
+      model: { file: "model.onnx", feeds: { pixel_values: "pixel_values" }, output: "log_probs" },
+    },
+    preprocessing: "clip",
+  },
 };
 
 /** Roles each kind requires in `models`. */
@@ -421,7 +438,54 @@ export function parseManifest(raw: unknown): BundleManifest {
       );
     }
   }
+  if (kind === "attribute_classifier") {
+    const bad = Object.values(manifest.models.model.feeds).filter((f) => f !== "pixel_values");
+    if (bad.length) {
+      throw new InvalidArgumentError(
+        "models.model.feeds",
+        `attribute_classifier feeds only pixel_values, got ${bad.join(", ")}`,
+      );
+    }
+    manifest.attributes = parseAttributes(raw.attributes);
+  }
   return manifest;
+}
+
+function parseAttributes(raw: unknown): AttributeSpec[] {
+  if (!Array.isArray(raw) || raw.length === 0) {
+    throw new InvalidArgumentError("attributes", "must be a non-empty array of {name, classes, patterns}");
+  }
+  return raw.map((a, i) => {
+    const field = `attributes[${i}]`;
+    if (!isObject(a)) throw new InvalidArgumentError(field, "must be an object {name, classes, patterns}");
+    const name = str(a, "name", field);
+    const strings = (key: string) => {
+      const v = a[key];
+      if (!Array.isArray(v) || v.length < 2 || !v.every((x) => typeof x === "string" && x.length > 0)) {
+        throw new InvalidArgumentError(`${field}.${key}`, "must be an array of at least 2 non-empty strings");
+      }
+      return v as string[];
+    };
+    const classes = strings("classes");
+    const patterns = strings("patterns");
+    if (patterns.length !== classes.length) {
+      throw new InvalidArgumentError(
+        `${field}.patterns`,
+        `must have one pattern per class (${classes.length}), got ${patterns.length}`,
+      );
+    }
+    patterns.forEach((p, k) => {
+      try {
+        new RegExp(p);
+      } catch (e) {
+        throw new InvalidArgumentError(
+          `${field}.patterns[${k}]`,
+          `is not a regular expression: ${(e as Error).message}`,
+        );
+      }
+    });
+    return { name, classes, patterns };
+  });
 }
 
 /** Reads and validates `<bundleDir>/manifest.json`, and checks that every file it names exists. */
@@ -505,6 +569,10 @@ export async function createScorer(
     case "onnx": {
       const { OnnxGenericScorer } = await import("./scorers/onnx_generic.ts");
       return await OnnxGenericScorer.create(m, resolve, options);
+    }
+    case "attribute_classifier": {
+      const { AttributeClassifierScorer } = await import("./scorers/attribute_classifier.ts");
+      return await AttributeClassifierScorer.create(m, resolve, options);
     }
   }
 }

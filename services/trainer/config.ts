@@ -11,6 +11,14 @@
  * noisiest step). `preference.finetune_steps` takes the paper's numbering,
  * `preference.finetune_step_indices` ours; the resolved config always holds the indices.
  */
+import {
+  EPOCH_KEYS,
+  EPOCH_STRUCTURES,
+  type EpochConfigKeys,
+  epochSettings,
+  isPerBatch,
+  resolveEpochKeys,
+} from "./epoch.ts";
 import { createHash } from "node:crypto";
 import { parse as parseYaml } from "yaml";
 import {
@@ -113,7 +121,7 @@ export interface RunConfig {
     weight_decay: number;
     max_grad_norm: number;
   };
-  training: { steps: number | null; epochs: number | null; prompt_batch_size: number };
+  training: { steps: number | null; epochs: number | null; prompt_batch_size: number } & EpochConfigKeys;
   prompts: {
     file: string;
     format: PromptFormat;
@@ -373,6 +381,45 @@ export const SCHEMA: Field = {
           min: 1,
           default: 2,
           doc: "prompts per iteration",
+        },
+        // The epoch structure (epoch.ts; RDPO_SPEC.md section 6). null: resolved from `structure`.
+        structure: {
+          kind: "enum",
+          values: [...EPOCH_STRUCTURES],
+          default: "per_batch",
+          doc: "per_batch (one update per fresh batch) or d3po (unset epoch keys take D3PO's values)",
+        },
+        sample_batches_per_epoch: {
+          kind: "number",
+          integer: true,
+          min: 1,
+          nullable: true,
+          default: null,
+          doc: "prompt batches sampled before the epoch's updates (null: 1, or D3PO's 2)",
+        },
+        train_batch_size: {
+          kind: "number",
+          integer: true,
+          min: 1,
+          nullable: true,
+          default: null,
+          doc: "pairs per minibatch (null: all the epoch's pairs in one step, or D3PO's one trajectory pair)",
+        },
+        gradient_accumulation_steps: {
+          kind: "number",
+          integer: true,
+          min: 1,
+          nullable: true,
+          default: null,
+          doc: "minibatches per optimizer step (null: 1)",
+        },
+        num_inner_epochs: {
+          kind: "number",
+          integer: true,
+          min: 1,
+          nullable: true,
+          default: null,
+          doc: "passes over the epoch's pairs (null: 1)",
         },
       },
     },
@@ -765,6 +812,7 @@ function resolveDerivedValues(c: RunConfig): void {
   p.finetune_steps = null;
   p.finetune_step_indices = indices.sort((a, b) => a - b);
   if (c.training.steps === null && c.training.epochs === null) c.training.steps = 100;
+  resolveEpochKeys(c.training, indices.length);
   if (c.eval.scorers.length === 0) c.eval.scorers = c.scorers.map((s) => s.name);
 }
 
@@ -801,6 +849,11 @@ export function hashedConfigSubset(config: RunConfig): Record<string, unknown> {
     ...rest
   } = config;
   const { steps: _st, epochs: _ep, ...training } = config.training;
+  // The epoch keys at their per-batch defaults are left out, so runs made before they existed resume.
+  if (isPerBatch(epochSettings(config)) && training.structure === "per_batch") {
+    const t = training as Partial<typeof training>;
+    for (const k of EPOCH_KEYS) delete t[k];
+  }
   return { ...rest, training };
 }
 

@@ -11,6 +11,7 @@
  * The loop (loop.ts) keeps its step accounting: a replica that restarted (new instance id) is found
  * by `restarted()`, and the loop reloads the last checkpoint into every replica and replays.
  */
+import { epochSettings, isPerBatch } from "./epoch.ts";
 import type { StepConfig } from "../../gen/rdpo/v1/policy_pb.ts";
 import { FailedPreconditionError, InvalidArgumentError } from "../../lib/errors.ts";
 import { decodeFloat32, encodeTensor } from "../../lib/tensor/codec.ts";
@@ -92,6 +93,15 @@ export class DataParallel {
         "services.policy",
         `several policy replicas need preference.pairing "shared_parent" (got "${config.preference.pairing}"): ` +
           "independent trajectories draw their noise per position in the whole batch",
+      );
+    }
+    if (!isPerBatch(epochSettings(config))) {
+      // A replica samples and trains its shard in one step; an epoch's shuffled minibatches would
+      // mix pairs across replicas, which the per-prompt gradient reduction does not define yet.
+      throw new InvalidArgumentError(
+        "services.policy",
+        "several policy replicas train one update per sample batch: leave training.sample_batches_per_epoch, " +
+          "train_batch_size, num_inner_epochs and gradient_accumulation_steps at their defaults",
       );
     }
     const dp = new DataParallel(config, services);

@@ -46,6 +46,16 @@ import { connectServices, type TrainerServices } from "./services.ts";
 import { collectPairs, type TransitionPair } from "./trajectory.ts";
 import { DataParallel } from "./data_parallel_step.ts";
 import { isDataParallel } from "./replicas.ts";
+import {
+  endsEpoch,
+  epochSettings,
+  epochStart,
+  isPerBatch,
+  meanOfUpdates,
+  runEpochUpdates,
+  type UpdateMetrics,
+  updateMetrics,
+} from "./epoch.ts";
 import { phaseSpan, StepTrace } from "../../lib/telemetry/rdpo.ts";
 
 export interface TrainOptions {
@@ -184,6 +194,8 @@ async function checkpoint(
   pos: RunPosition,
   metrics: Record<string, unknown>,
   expectedChecksum: string,
+  /** Mid-epoch: where the epoch began (a resume samples its batches again from there). */
+  epochBegin?: { step: number; cursor: PromptCursor },
 ): Promise<void> {
   const r = await services.call(
     "get_adapter",
@@ -206,6 +218,7 @@ async function checkpoint(
       rng: { train_step: pos.step },
       metrics,
       config_hash: configHash,
+      ...(epochBegin ? { extra: { epoch_start: epochBegin } } : {}),
     },
     adapter: {
       weights: fromNamed(a.weights, "adapter.weights"),
@@ -299,11 +312,16 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
     const restoreAll = () =>
       dp ? dp.restore((s) => restoreAdapter(s, config, ckpt)) : restoreAdapter(services, config, ckpt);
     let expectedChecksum = await restoreAll();
-    const start = (c: LoadedCheckpoint | null): RunPosition => ({
-      step: c?.state.step ?? 0,
-      cursor: c?.state.prompt_cursor ?? { epoch: 0, index: 0 },
-      optimizerStep: c?.optimizer?.step ?? 0,
-    });
+    // A checkpoint inside an epoch (epoch.ts) resumes at the epoch's start: no update happened since,
+    // so the adapter is the one that drew the epoch's batches, and sampling them again is exact.
+    const start = (c: LoadedCheckpoint | null): RunPosition => {
+      const begin = c?.state.extra?.epoch_start as { step: number; cursor: PromptCursor } | undefined;
+      return {
+        step: begin?.step ?? c?.state.step ?? 0,
+        cursor: begin?.cursor ?? c?.state.prompt_cursor ?? { epoch: 0, index: 0 },
+        optimizerStep: c?.optimizer?.step ?? 0,
+      };
+    };
     const batcherAt = (cursor: PromptCursor) =>
       new PromptBatcher(prompts.train, {
         batchSize: config.training.prompt_batch_size,
@@ -313,6 +331,11 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
       });
     let pos = start(ckpt);
     let batcher = batcherAt(pos.cursor);
+    if (ckpt && pos.step < ckpt.state.step) await truncateMetrics(run.paths.metrics, pos.step);
+    const epochs = epochSettings(config);
+    // Pairs sampled in the current epoch, not yet trained on, and where the epoch began.
+    let pending: TransitionPair[] = [];
+    let epochBegin = { step: pos.step, cursor: pos.cursor };
     say(
       `run ${run.paths.root}: ${config.method}, ${total} steps, ${prompts.train.length} train / ${evalPrompts.length} eval prompts` +
         (ckpt ? `, resumed at step ${pos.step}` : "") + (dp ? `, ${dp.size} policy replicas` : ""),
@@ -390,6 +413,13 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           )
         );
         const phases = collected.phases;
+        if (pos.step === epochStart(pos.step, epochs)) {
+          pending = [];
+          epochBegin = { step: pos.step, cursor: pos.cursor };
+        }
+        // Data-parallel steps sample and train on the replicas (data_parallel_step.ts, per batch only).
+        if (!parallel) pending.push(...collected.pairs);
+        // The epoch's updates once its last batch is in (epoch.ts; per batch by default).
         let trained:
           | Pick<
             Awaited<ReturnType<typeof trainOnPairs>>,
@@ -403,22 +433,36 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           >
           | null = parallel?.trained ?? null;
         if (trained) expectedChecksum = trained.adapterChecksum;
-        if (!parallel && collected.pairs.length > 0) {
+        const updates: UpdateMetrics[] = [];
+        if (parallel?.trained) updates.push(updateMetrics(parallel.trained, collected.pairs.length));
+        if (!parallel && endsEpoch(pos.step + 1, epochs, total) && pending.length > 0) {
           const t1 = performance.now();
-          trained = await stepTrace.run(() =>
+          const responses = await stepTrace.run(() =>
             phaseSpan("train", () =>
-              trainOnPairs(
-                services,
-                config,
-                collected.pairs,
-                latentShape,
+              runEpochUpdates(
+                pending,
+                epochs,
+                config.seed,
+                Math.floor(pos.step / epochs.sampleBatchesPerEpoch),
                 pos.optimizerStep,
-                requestId,
+                (pairs, k, expected) =>
+                  trainOnPairs(
+                    services,
+                    config,
+                    pairs,
+                    latentShape,
+                    expected,
+                    k ? `${requestId}-u${k}` : requestId,
+                  )
+                    .then((r) => (updates.push(updateMetrics(r, pairs.length)), r)),
               ))
           );
           phases.train = performance.now() - t1;
-          expectedChecksum = trained.adapterChecksum;
+          trained = responses.at(-1) ?? null;
+          if (trained) expectedChecksum = trained.adapterChecksum;
+          pending = [];
         }
+        const summary = meanOfUpdates(updates);
         const clock = services.clock.take();
         pos = {
           step: pos.step + 1,
@@ -430,10 +474,10 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           type: "step",
           step: pos.step,
           time: new Date().toISOString(),
-          loss: trained?.loss ?? 0,
-          h_w: trained?.meanLogRatioWinner ?? 0,
-          h_l: trained?.meanLogRatioLoser ?? 0,
-          accuracy: trained?.accuracy ?? 0,
+          loss: summary?.loss ?? 0,
+          h_w: summary?.h_w ?? 0,
+          h_l: summary?.h_l ?? 0,
+          accuracy: summary?.accuracy ?? 0,
           reward_margin: margins.length ? margins.reduce((a, b) => a + b, 0) / margins.length : 0,
           pairs: collected.pairs.length,
           skipped_ties: collected.skippedTies,
@@ -444,9 +488,10 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           wire_bytes_sent: clock.bytesSent,
           wire_bytes_received: clock.bytesReceived,
           phases,
-          grad_norm: trained?.gradNorm,
+          grad_norm: summary?.grad_norm,
           optimizer_step: pos.optimizerStep,
           ...(parallel ? { gradient_bytes: parallel.gradientBytes } : {}),
+          ...(isPerBatch(epochs) ? {} : { updates }),
         };
         wireTotal += clock.wireMs;
         wireSteps += 1;
@@ -474,6 +519,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
               pos,
               { last: record, ...(dp ? { data_parallel: { replicas: dp.size } } : {}) },
               expectedChecksum,
+              endsEpoch(pos.step, epochs, total) ? undefined : epochBegin,
             )
           );
         }
@@ -502,6 +548,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
         const from = pos.step;
         pos = start(ckpt);
         batcher = batcherAt(pos.cursor);
+        pending = [];
         await truncateMetrics(run.paths.metrics, pos.step);
         say(
           `policy service restarted (${

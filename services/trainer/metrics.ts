@@ -4,6 +4,7 @@
  * report and for resuming. JSON has no NaN or Infinity: non-finite numbers are written as null
  * and read back as NaN.
  */
+import type { UpdateMetrics } from "./epoch.ts";
 import { InvalidArgumentError } from "../../lib/errors.ts";
 
 /** One training step (one prompt batch of Algorithm 1). */
@@ -40,6 +41,8 @@ export interface StepMetrics {
   optimizer_step?: number;
   /** Data-parallel runs: gradient bytes on the wire this step (per-prompt in, reduced out). */
   gradient_bytes?: number;
+  /** Under an epoch structure (epoch.ts): each optimizer step of the epoch this record closed. */
+  updates?: UpdateMetrics[];
 }
 
 /** Mean/std of one scorer over an evaluation's samples. */
