@@ -102,6 +102,18 @@ export const COMMANDS: readonly CommandEntry[] = [
     scriptArgs: [],
     load: async () => spec((await import("./h2_storm.ts")).STORM_COMMAND),
   },
+  {
+    name: "make-model",
+    script: "tools/make_model.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./make_model.ts")).MAKE_MODEL_COMMAND),
+  },
+  {
+    name: "sd15:webgpu-check",
+    script: "tools/sd15_webgpu_check.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./sd15_webgpu_check.ts")).SD15_WEBGPU_CHECK_COMMAND),
+  },
 ];
 
 /**
@@ -168,6 +180,20 @@ export const SCRIPTS: readonly CommandEntry[] = [
     script: "services/reward/bench.ts",
     scriptArgs: [],
     load: async () => spec((await import("../services/reward/bench.ts")).REWARD_BENCH_COMMAND),
+  },
+  {
+    name: "services/policy/model/sd15/memory_main.ts",
+    script: "services/policy/model/sd15/memory_main.ts",
+    scriptArgs: [],
+    load: async () =>
+      spec((await import("../services/policy/model/sd15/memory_main.ts")).SD15_MEMORY_COMMAND),
+  },
+  {
+    // Bundled by bench/gpu/run.sh for the GPU machine; here it runs (and answers --help) as any script.
+    name: "bench/gpu/sd15_main.ts",
+    script: "bench/gpu/sd15_main.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../bench/gpu/sd15_main.ts")).SD15_GPU_BENCH_COMMAND),
   },
 ];
 

@@ -8,7 +8,8 @@
  * them with `--variant fp16`); `--max-shard-mb N` shards each component as `save_pretrained` does.
  * Configs: sd15 (1.07 B parameters, 4.3 GB in float32) and sd15-mini (the same layout, small widths).
  */
-import { parseFlags } from "../lib/rpc/flags.ts";
+import type { FlagSpecs } from "../lib/rpc/flags.ts";
+import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
 import { fixturePath } from "../lib/testing/fixtures.ts";
 import { pathExists } from "../lib/fs/exists.ts";
 import { makeModelFolder } from "../services/policy/model/sd15/make_model.ts";
@@ -35,10 +36,30 @@ export const MAKE_MODEL_FLAGS = {
     default: fixturePath("clip-bpe", "bpe_simple_vocab_16e6.txt.gz"),
     description: "CLIP BPE vocabulary copied into tokenizer/ (skipped when absent)",
   },
-} as const;
+} as const satisfies FlagSpecs;
 
-if (import.meta.main) {
-  const { values } = parseFlags(Deno.args, MAKE_MODEL_FLAGS);
+export const MAKE_MODEL_COMMAND: CommandSpec<typeof MAKE_MODEL_FLAGS> = {
+  name: "make-model",
+  summary: "write a diffusers-layout model folder (sd15, sd15-mini) with seeded random weights",
+  description:
+    "--dtype f16 writes the fp16 variant files (load them with --variant fp16); --max-shard-mb N " +
+    "shards each component as save_pretrained does. sd15 is 1.07 B parameters (4.3 GB in float32).",
+  flags: MAKE_MODEL_FLAGS,
+  examples: [
+    "deno task make-model --config sd15-mini --out .tmp/sd15-mini",
+    "deno task make-model --config sd15 --out .tmp/sd15 --dtype f16 --max-shard-mb 1000",
+  ],
+  run: makeModel,
+};
+
+async function makeModel(values: {
+  config: string;
+  out: string;
+  dtype: string;
+  seed: number;
+  maxShardMb: number;
+  tokenizer: string;
+}): Promise<void> {
   const t0 = performance.now();
   let last = 0;
   const files = await makeModelFolder({
@@ -62,3 +83,5 @@ if (import.meta.main) {
     `${values.out}: ${(total / 1e9).toFixed(2)} GB in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );
 }
+
+if (import.meta.main) await runCommand(MAKE_MODEL_COMMAND);
