@@ -189,6 +189,19 @@ export const SCRIPTS: readonly CommandEntry[] = [
       spec((await import("../services/policy/model/sd15/memory_main.ts")).SD15_MEMORY_COMMAND),
   },
   {
+    name: "experiments/method_comparison/run.ts",
+    script: "experiments/method_comparison/run.ts",
+    scriptArgs: [],
+    load: async () =>
+      spec((await import("../experiments/method_comparison/run.ts")).METHOD_COMPARISON_COMMAND),
+  },
+  {
+    name: "tools/attributes/train_classifier.ts",
+    script: "tools/attributes/train_classifier.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("./attributes/train_classifier.ts")).TRAIN_CLASSIFIER_COMMAND),
+  },
+  {
     // Bundled by bench/gpu/run.sh for the GPU machine; here it runs (and answers --help) as any script.
     name: "bench/gpu/sd15_main.ts",
     script: "bench/gpu/sd15_main.ts",

@@ -7,12 +7,14 @@
  * h_w / h_l curves during training (h_l.svg, h_l.png: the paper's Figure 1 / 3b).
  *
  *   deno run -A experiments/method_comparison/run.ts [--seeds 1,2,3] [--methods d3po,tailorpo,rdpo_star,rdpo]
- *                                                    [--steps N] [--out runs/method_comparison]
+ *                                                    [--steps N] [--out runs/method_comparison] [--collect]
+ *   deno run -A experiments/method_comparison/run.ts --help
  *
  * Resumable: a finished (method, seed) leaves result.json in its run folder and is not run again.
  */
-import { parseArgs } from "node:util";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { type CommandSpec, runCommand } from "../../lib/cli/command.ts";
+import { FlagError, type FlagSpecs, type FlagValues } from "../../lib/rpc/flags.ts";
 import { ServiceProcess } from "../../lib/process/service_process.ts";
 import { repoRoot } from "../../lib/testing/fixtures.ts";
 import { parseConfig } from "../../services/trainer/config.ts";
@@ -22,19 +24,63 @@ import { lineChartSvg, PALETTE } from "../../services/trainer/report/plot.ts";
 import { svgToPng } from "../../services/trainer/report/svg.ts";
 
 const here = join(repoRoot, "experiments", "method_comparison");
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    seeds: { type: "string", default: "1,2,3" },
-    methods: { type: "string", default: "d3po,tailorpo,rdpo_star,rdpo" },
-    steps: { type: "string" },
-    out: { type: "string", default: join(repoRoot, "runs", "method_comparison") },
-    /** Only tabulate the finished runs (no services, nothing trained). */
-    collect: { type: "boolean", default: false },
+/** The methods with a preset in configs/ (configs/<method>.json). */
+export const METHODS = ["d3po", "tailorpo", "rdpo_star", "rdpo"] as const;
+
+export const METHOD_COMPARISON_FLAGS = {
+  seeds: {
+    type: "string",
+    default: "1,2,3",
+    description: "comma-separated integer seeds, one run per method each",
   },
-});
-const seeds = values.seeds!.split(",").map(Number);
-const methods = values.methods!.split(",");
+  methods: {
+    type: "string",
+    default: METHODS.join(","),
+    description: `comma-separated methods, each one of ${METHODS.join(", ")}`,
+  },
+  steps: {
+    type: "int",
+    min: 1,
+    description: "training steps per run; unset: configs/base.json's training.steps",
+  },
+  out: {
+    type: "string",
+    default: "runs/method_comparison",
+    description: "folder of the runs (one per method and seed; relative: to the repository root)",
+  },
+  collect: {
+    type: "bool",
+    description: "only tabulate the finished runs (no services, nothing trained)",
+  },
+} as const satisfies FlagSpecs;
+
+/** "1,2,3" -> [1, 2, 3]; anything but non-negative integers is a FlagError naming --seeds. */
+export function parseSeeds(raw: string): number[] {
+  const parts = raw.split(",").map((s) => s.trim());
+  if (parts.some((p) => !/^\d+$/.test(p))) {
+    throw new FlagError(`--seeds: "${raw}" is not a comma-separated list of non-negative integers`);
+  }
+  return parts.map(Number);
+}
+
+/** "d3po,rdpo" -> ["d3po", "rdpo"]; an unknown method is a FlagError naming --methods. */
+export function parseMethods(raw: string): string[] {
+  const parts = raw.split(",").map((s) => s.trim());
+  const bad = parts.filter((p) => !(METHODS as readonly string[]).includes(p));
+  if (bad.length) {
+    throw new FlagError(`--methods: "${bad.join(",")}" is not one of ${METHODS.join(", ")}`);
+  }
+  return parts;
+}
+
+interface Settings {
+  seeds: number[];
+  methods: string[];
+  steps?: number;
+  out: string;
+  collect: boolean;
+}
+
 const SCORERS = ["prompt_fidelity", "attribute_evaluator", "jpeg_compressibility", "colorfulness"];
 
 /** One finished run: per-sample eval scores (base and tuned, same seeds), h curves, the adapter. */
@@ -63,8 +109,13 @@ function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<s
 
 const readJson = async (p: string) => JSON.parse(await Deno.readTextFile(p)) as Record<string, unknown>;
 
-async function runOne(method: string, seed: number, services: { policy: string; reward: string }) {
-  const runDir = join(values.out!, `${method}-seed-${seed}`);
+async function runOne(
+  settings: Settings,
+  method: string,
+  seed: number,
+  services: { policy: string; reward: string },
+) {
+  const runDir = join(settings.out, `${method}-seed-${seed}`);
   const resultPath = join(runDir, "result.json");
   try {
     return JSON.parse(await Deno.readTextFile(resultPath)) as RunResult;
@@ -78,7 +129,7 @@ async function runOne(method: string, seed: number, services: { policy: string; 
     run_dir: runDir,
     services,
     prompts: { file: join(repoRoot, (raw.prompts as { file: string }).file) },
-    ...(values.steps ? { training: { steps: Number(values.steps) } } : {}),
+    ...(settings.steps !== undefined ? { training: { steps: settings.steps } } : {}),
   });
   const config = parseConfig(JSON.stringify(raw), `${method} seed ${seed}`);
   const t0 = performance.now();
@@ -120,8 +171,8 @@ const stdErr = (xs: number[]) => {
 const fmt = (xs: number[], digits = 3) =>
   `${mean(xs).toFixed(digits)} ± ${Number.isNaN(stdErr(xs)) ? "n/a" : stdErr(xs).toFixed(digits)}`;
 
-/** The tables (Markdown) of RESULTS.md from the finished runs. */
-export function resultTables(results: RunResult[]): string {
+/** The tables (Markdown) of RESULTS.md from the finished runs, methods in the order given. */
+export function resultTables(results: RunResult[], methods: readonly string[]): string {
   const lines: string[] = [];
   const bySeed = new Map<number, RunResult>();
   for (const r of results) if (!bySeed.has(r.seed)) bySeed.set(r.seed, r);
@@ -202,7 +253,15 @@ function hChart(results: RunResult[], shown: string[]): string {
   });
 }
 
-if (import.meta.main) {
+async function methodComparison(values: FlagValues<typeof METHOD_COMPARISON_FLAGS>): Promise<void> {
+  const settings: Settings = {
+    seeds: parseSeeds(values.seeds),
+    methods: parseMethods(values.methods),
+    steps: values.steps,
+    out: resolve(repoRoot, values.out),
+    collect: values.collect,
+  };
+  const { seeds, methods } = settings;
   const started = performance.now();
   const bundles = ["prompt_fidelity", "attribute_evaluator"];
   const reward = new ServiceProcess("services/reward/main.ts", [
@@ -217,13 +276,13 @@ if (import.meta.main) {
     "--lora-rank",
     "4",
     "--adapter-root",
-    join(values.out!, `adapters-${seeds.join("-")}`),
+    join(settings.out, `adapters-${seeds.join("-")}`),
   ]);
   const results: RunResult[] = [];
   const finished = async (m: string, s: number) => {
     try {
       return JSON.parse(
-        await Deno.readTextFile(join(values.out!, `${m}-seed-${s}`, "result.json")),
+        await Deno.readTextFile(join(settings.out, `${m}-seed-${s}`, "result.json")),
       ) as RunResult;
     } catch {
       return null;
@@ -232,13 +291,13 @@ if (import.meta.main) {
   // Only collecting finished runs (e.g. after one process per seed): no services needed.
   const done = await Promise.all(seeds.flatMap((s) => methods.map((m) => finished(m, s))));
   try {
-    if (!values.collect && done.some((r) => r === null)) {
+    if (!settings.collect && done.some((r) => r === null)) {
       await Promise.all([reward.start(0, 300_000), policy.start(0, 300_000)]);
     }
     for (const seed of seeds) {
       for (const m of methods) {
-        if (values.collect && !(await finished(m, seed))) continue;
-        const r = await runOne(m, seed, { policy: policy.address, reward: reward.address });
+        if (settings.collect && !(await finished(m, seed))) continue;
+        const r = await runOne(settings, m, seed, { policy: policy.address, reward: reward.address });
         results.push(r);
         console.log(
           `${m} seed ${seed}: Δ prompt_fidelity ${
@@ -250,9 +309,9 @@ if (import.meta.main) {
       }
     }
   } finally {
-    if (!values.collect && done.some((r) => r === null)) await Promise.all([policy.stop(), reward.stop()]);
+    if (!settings.collect && done.some((r) => r === null)) await Promise.all([policy.stop(), reward.stop()]);
   }
-  const tables = resultTables(results);
+  const tables = resultTables(results, methods);
   const svg = hChart(results, ["d3po", "rdpo_star", "rdpo"]);
   await Deno.writeTextFile(join(here, "h_l.svg"), svg);
   await Deno.writeFile(join(here, "h_l.png"), await svgToPng(svg));
@@ -264,3 +323,19 @@ if (import.meta.main) {
   console.log(tables);
   console.log(`wall time ${((performance.now() - started) / 1000).toFixed(0)} s for ${results.length} runs`);
 }
+
+export const METHOD_COMPARISON_COMMAND: CommandSpec<typeof METHOD_COMPARISON_FLAGS> = {
+  name: "experiments/method_comparison/run.ts",
+  summary: "the method comparison: base, D3PO, TailorPO, RDPO* and RDPO on prompt_fidelity, several seeds",
+  description: "Trains each (method, seed) not yet finished under --out (resumable: a finished run leaves " +
+    "result.json), then writes results.json, tables.md and h_l.svg / h_l.png into " +
+    "experiments/method_comparison/. Several processes may share one --out; --collect only tabulates.",
+  flags: METHOD_COMPARISON_FLAGS,
+  examples: [
+    "deno run -A experiments/method_comparison/run.ts --seeds 1 --steps 4 --methods d3po",
+    "deno run -A experiments/method_comparison/run.ts --collect --seeds 1,2,3",
+  ],
+  run: (values) => methodComparison(values),
+};
+
+if (import.meta.main) await runCommand(METHOD_COMPARISON_COMMAND);

@@ -4,17 +4,20 @@
  * manifest.json (heads, classes, prompt patterns), metrics.json (held-out accuracy per attribute on
  * fresh procedural images), loss.csv.
  *
- *   deno run -A tools/attributes/train_classifier.ts --arch a --seed 1 --steps 1500 --out models/prompt_fidelity
- *   deno run -A tools/attributes/train_classifier.ts --arch b --seed 2 --steps 1500 --out models/attribute_evaluator
+ *   deno run -A tools/attributes/train_classifier.ts --arch a --seed 1 --steps 2000 --out models/prompt_fidelity
+ *   deno run -A tools/attributes/train_classifier.ts --arch b --seed 2 --steps 500 --batch 32 --lr 0.003 \
+ *     --out models/attribute_evaluator --name attribute_evaluator
+ *   deno run -A tools/attributes/train_classifier.ts --help
  *
  * Training images are blurred at random (a 3x3 box blur, half the time) because the embedded model's
  * samples are softer than the renderer's crisp shapes. The held-out set uses a data seed that
  * training never sees.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { initBackend, parseBackendName } from "../../lib/tensor/backend.ts";
+import { type CommandSpec, runCommand } from "../../lib/cli/command.ts";
+import type { FlagSpecs, FlagValues } from "../../lib/rpc/flags.ts";
+import { BACKENDS, initBackend, parseBackendName } from "../../lib/tensor/backend.ts";
 import { enableGradients } from "../../lib/tensor/gradients.ts";
 import { makeSample } from "../shapes/dataset.ts";
 import {
@@ -249,42 +252,71 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<Record
   return metrics;
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      arch: { type: "string", default: "a" },
-      seed: { type: "string", default: "1" },
-      steps: { type: "string", default: "1500" },
-      batch: { type: "string", default: "64" },
-      lr: { type: "string", default: "0.002" },
-      "eval-images": { type: "string", default: "2000" },
-      out: { type: "string" },
-      name: { type: "string", default: "prompt_fidelity" },
-      description: { type: "string", default: "log-probability of the prompted attributes" },
-      backend: { type: "string", default: "wasm" },
-      "plot-only": { type: "boolean", default: false },
-    },
-  });
-  if (values["plot-only"]) {
-    await writeLossChart(values.out!, `${values.name}: training loss`);
-    Deno.exit(0);
+export const TRAIN_CLASSIFIER_FLAGS = {
+  arch: {
+    type: "string",
+    default: "a",
+    choices: Object.keys(ARCHS),
+    description: "classifier architecture (a: the reward's, b: the held-out evaluator's)",
+  },
+  seed: { type: "int", default: 1, min: 0, description: "init seed; training data seed is 7000 + seed" },
+  steps: { type: "int", default: 1500, min: 1, description: "Adam steps" },
+  batch: { type: "int", default: 64, min: 1, description: "fresh procedural images per step" },
+  lr: { type: "number", default: 0.002, min: 0, description: "Adam learning rate" },
+  evalImages: {
+    type: "int",
+    default: 2000,
+    min: 1,
+    description: "held-out images (data seed 424242) for metrics.json's accuracy per attribute",
+  },
+  out: { type: "string", required: true, description: "bundle folder to write (created when missing)" },
+  name: { type: "string", default: "prompt_fidelity", description: "the bundle's name in manifest.json" },
+  description: {
+    type: "string",
+    default: "log-probability of the prompted attributes",
+    description: "the bundle's description in manifest.json",
+  },
+  backend: { type: "string", default: "wasm", choices: BACKENDS, description: "tfjs backend" },
+  plotOnly: {
+    type: "bool",
+    description: "only redraw loss.svg from --out's loss.csv (nothing trained)",
+  },
+} as const satisfies FlagSpecs;
+
+async function trainClassifierCommand(values: FlagValues<typeof TRAIN_CLASSIFIER_FLAGS>): Promise<void> {
+  if (values.plotOnly) {
+    await writeLossChart(values.out, `${values.name}: training loss`);
+    return;
   }
-  const arch = ARCHS[values.arch!];
-  if (!arch) throw new Error(`--arch: one of ${Object.keys(ARCHS).join(", ")}, got ${values.arch}`);
-  if (!values.out) throw new Error("--out: required");
-  await initBackend(parseBackendName(values.backend!), { gradients: true });
+  await initBackend(parseBackendName(values.backend), { gradients: true });
   const metrics = await trainClassifier({
-    arch,
-    seed: Number(values.seed),
-    steps: Number(values.steps),
-    batch: Number(values.batch),
-    lr: Number(values.lr),
-    evalImages: Number(values["eval-images"]),
+    arch: ARCHS[values.arch],
+    seed: values.seed,
+    steps: values.steps,
+    batch: values.batch,
+    lr: values.lr,
+    evalImages: values.evalImages,
     out: values.out,
-    name: values.name!,
-    description: values.description!,
+    name: values.name,
+    description: values.description,
     log: (l) => console.log(l),
   });
   console.log(JSON.stringify(metrics.held_out_accuracy));
 }
+
+export const TRAIN_CLASSIFIER_COMMAND: CommandSpec<typeof TRAIN_CLASSIFIER_FLAGS> = {
+  name: "tools/attributes/train_classifier.ts",
+  summary: "trains an attribute classifier on the procedural shapes and writes it as a reward bundle",
+  description: "Writes model.onnx, manifest.json, metrics.json (held-out accuracy per attribute) and " +
+    "loss.csv into --out; --plot-only redraws loss.svg from an existing loss.csv.",
+  flags: TRAIN_CLASSIFIER_FLAGS,
+  examples: [
+    "deno run -A tools/attributes/train_classifier.ts --arch a --seed 1 --steps 2000 --batch 64 --lr 0.002 " +
+    "--out models/prompt_fidelity --name prompt_fidelity",
+    "deno run -A tools/attributes/train_classifier.ts --arch b --seed 2 --steps 500 --batch 32 --lr 0.003 " +
+    "--out models/attribute_evaluator --name attribute_evaluator",
+  ],
+  run: (values) => trainClassifierCommand(values),
+};
+
+if (import.meta.main) await runCommand(TRAIN_CLASSIFIER_COMMAND);

@@ -1,0 +1,55 @@
+import { parseCommand } from "../../lib/cli/command.ts";
+import { FlagError } from "../../lib/rpc/flags.ts";
+import { assert, assertEquals, assertThrows } from "../../lib/testing/assert.ts";
+import { documentedCommands } from "../../lib/testing/doc_commands.ts";
+import { METHOD_COMPARISON_COMMAND, METHODS, parseMethods, parseSeeds } from "./run.ts";
+
+const SCRIPT = "experiments/method_comparison/run.ts";
+
+Deno.test("method comparison: the flags keep the defaults the script had", () => {
+  const r = parseCommand(METHOD_COMPARISON_COMMAND, [], () => undefined);
+  assert(r.kind === "run");
+  assertEquals(r.values, {
+    seeds: "1,2,3",
+    methods: "d3po,tailorpo,rdpo_star,rdpo",
+    steps: undefined,
+    out: "runs/method_comparison",
+    collect: false,
+  });
+  assertEquals(parseSeeds(r.values.seeds), [1, 2, 3]);
+  assertEquals(parseMethods(r.values.methods), [...METHODS]);
+});
+
+Deno.test("method comparison: --seeds and --methods are checked, naming the flag", () => {
+  assertEquals(parseSeeds(" 4, 5 "), [4, 5]);
+  assertEquals(parseMethods("rdpo,d3po"), ["rdpo", "d3po"]);
+  assertThrows(() => parseSeeds("1,,2"), FlagError, "--seeds");
+  assertThrows(() => parseSeeds("1.5"), FlagError, "--seeds");
+  assertThrows(() => parseMethods("d3po,dpo"), FlagError, `--methods: "dpo"`);
+  const steps = parseCommand(METHOD_COMPARISON_COMMAND, ["--steps", "0"], () => undefined);
+  assert(
+    steps.kind === "exit" && steps.code === 2 && steps.stderr.includes("--steps"),
+    JSON.stringify(steps),
+  );
+});
+
+Deno.test("method comparison: the README's and RESULTS.md's commands and the examples parse", async () => {
+  const lines = [
+    ...await documentedCommands("experiments/method_comparison/README.md", SCRIPT),
+    ...await documentedCommands("experiments/method_comparison/RESULTS.md", SCRIPT),
+  ];
+  assert(lines.length >= 8, String(lines.length));
+  for (const example of METHOD_COMPARISON_COMMAND.examples) {
+    lines.push(example.slice(example.indexOf(SCRIPT) + SCRIPT.length).trim().split(/\s+/));
+  }
+  for (const args of lines) {
+    const r = parseCommand(METHOD_COMPARISON_COMMAND, args, () => undefined);
+    if (args.includes("--help")) {
+      assert(r.kind === "exit" && r.code === 0 && r.stdout.includes("--collect"), JSON.stringify(r));
+      continue;
+    }
+    assert(r.kind === "run", `${args.join(" ")}: ${JSON.stringify(r)}`);
+    parseSeeds(r.values.seeds);
+    parseMethods(r.values.methods);
+  }
+});
