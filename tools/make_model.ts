@@ -33,8 +33,10 @@ export const MAKE_MODEL_FLAGS = {
   },
   tokenizer: {
     type: "string",
-    default: fixturePath("clip-bpe", "bpe_simple_vocab_16e6.txt.gz"),
-    description: "CLIP BPE vocabulary copied into tokenizer/ (skipped when absent)",
+    // Resolved at run time, so help and the README do not carry this machine's absolute path.
+    default: "",
+    description: "CLIP BPE vocabulary copied into tokenizer/ (skipped when absent); empty: the shared " +
+      "fixture clip-bpe/bpe_simple_vocab_16e6.txt.gz (../shared or $RDPO_SHARED_DIR)",
   },
 } as const satisfies FlagSpecs;
 
@@ -61,6 +63,7 @@ async function makeModel(values: {
   tokenizer: string;
 }): Promise<void> {
   const t0 = performance.now();
+  const tokenizer = values.tokenizer || fixturePath("clip-bpe", "bpe_simple_vocab_16e6.txt.gz");
   let last = 0;
   const files = await makeModelFolder({
     out: values.out,
@@ -68,7 +71,7 @@ async function makeModel(values: {
     dtype: values.dtype as "f32" | "f16",
     seed: values.seed,
     maxShardBytes: values.maxShardMb * 1_000_000,
-    tokenizerVocab: (await pathExists(values.tokenizer)) ? values.tokenizer : null,
+    tokenizerVocab: (await pathExists(tokenizer)) ? tokenizer : null,
     onProgress(component, done, total) {
       const now = performance.now();
       if (now - last > 2000 || done === total) {

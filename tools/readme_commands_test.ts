@@ -1,5 +1,6 @@
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { helpText } from "../lib/cli/command.ts";
+import { repoRoot, sharedDir } from "../lib/testing/fixtures.ts";
 import { COMMANDS, SCRIPTS } from "./commands.ts";
 import { BEGIN, commandsSection, END, README, withSection } from "./readme_commands.ts";
 
@@ -19,6 +20,10 @@ Deno.test({
       assert(section.includes(helpText(spec).split("\n")[0]), entry.name);
     }
     assertEquals(readme, await withSection(readme, await commandsSection()));
+    // Defaults must not depend on where the checkout lives (CI clones it elsewhere).
+    for (const local of [repoRoot, sharedDir()]) {
+      assert(!section.includes(local), `the Commands section contains this machine's path ${local}`);
+    }
   },
 });
 
