@@ -14,21 +14,11 @@
  * service restarts (new instance id, adapter lost), the run reloads the last checkpoint into it and
  * replays the steps since, which gives bit-identically the adapter an uninterrupted run has.
  */
-import type { AdapterState } from "../../gen/rdpo/v1/policy_pb.ts";
-import type { NamedTensor } from "../../gen/rdpo/v1/tensor_pb.ts";
 import { FailedPreconditionError } from "../../lib/errors.ts";
-import { Code } from "../../lib/rpc/status.ts";
-import { decodeFloat32, encodeTensor } from "../../lib/tensor/codec.ts";
-import type { TensorRecord } from "../../lib/tensor/safetensors.ts";
 import { canonicalConfigJson, type RunConfig, totalSteps } from "./config.ts";
-import {
-  type LoadedCheckpoint,
-  loadLatestCheckpoint,
-  readLatestPointer,
-  writeCheckpoint,
-} from "./checkpoint.ts";
+import { loadLatestCheckpoint } from "./checkpoint.ts";
 import { beforeAfterGrid, evaluateModel } from "./evaluate.ts";
-import { lossConfigMessage, optimizerConfigMessage, stepConfigMessage } from "./messages.ts";
+import { stepConfigMessage } from "./messages.ts";
 import {
   appendMetrics,
   type MetricsRecord,
@@ -42,10 +32,15 @@ import { join } from "node:path";
 import { buildReport } from "./report/build.ts";
 import { openMetricsSink } from "./report/tensorboard.ts";
 import { openRun } from "./run_dir.ts";
-import { connectServices, type TrainerServices } from "./services.ts";
+import { connectServices } from "./services.ts";
 import { collectPairs, type TransitionPair } from "./trajectory.ts";
 import { DataParallel } from "./data_parallel_step.ts";
 import { isDataParallel } from "./replicas.ts";
+import { restoreAdapter } from "./adapter_restore.ts";
+import { trainOnPairs } from "./pair_train_step.ts";
+import { AdapterLostError, isPolicyRestart, resumeNote } from "./policy_restart.ts";
+import { checkpoint } from "./run_checkpoint.ts";
+import { startPosition } from "./run_position.ts";
 import {
   endsEpoch,
   epochSettings,
@@ -87,198 +82,9 @@ export interface TrainResult {
   replicas: number;
 }
 
-/** Where the run stands; a checkpoint stores exactly this (plus the adapter and optimizer). */
-interface RunPosition {
-  step: number;
-  cursor: PromptCursor;
-  optimizerStep: number;
-}
-
-function fromNamed(list: NamedTensor[], field: string): Map<string, TensorRecord> {
-  const out = new Map<string, TensorRecord>();
-  list.forEach((nt, i) => {
-    const d = decodeFloat32(`${field}[${i}]`, nt.tensor);
-    out.set(nt.name, { dtype: "F32", shape: d.shape, data: d.data.slice() });
-  });
-  return out;
-}
-
-function toNamed(
-  map: ReadonlyMap<string, TensorRecord>,
-): { name: string; tensor: ReturnType<typeof encodeTensor> }[] {
-  return [...map].map(([name, t]) => ({ name, tensor: encodeTensor(t.data as Float32Array, t.shape) }));
-}
-
-/** Puts the policy's adapter where a checkpoint (or a fresh start) says it is. */
-async function restoreAdapter(
-  services: TrainerServices,
-  config: RunConfig,
-  ckpt: LoadedCheckpoint | null,
-): Promise<string> {
-  if (!ckpt) {
-    const fresh = await services.call(
-      "load_adapter",
-      (o) => services.policy.loadAdapter({ reset: true, seed: BigInt(config.seed) }, o),
-    );
-    return fresh.checksum;
-  }
-  const r = await services.call("load_adapter", (o) =>
-    services.policy.loadAdapter({
-      source: {
-        case: "adapter",
-        value: {
-          weights: toNamed(ckpt.adapter.weights),
-          rank: ckpt.adapter.rank,
-          alpha: ckpt.adapter.alpha,
-          targetModules: ckpt.adapter.targetModules,
-          optimizerState: ckpt.optimizer ? toNamed(ckpt.optimizer.state) : [],
-          optimizerStep: BigInt(ckpt.optimizer?.step ?? 0),
-        } as unknown as AdapterState,
-      },
-    }, o));
-  if (r.checksum !== ckpt.adapter.checksum) {
-    throw new FailedPreconditionError(
-      `checkpoint ${ckpt.name}: the policy holds adapter ${r.checksum} after loading, the checkpoint recorded ${ckpt.adapter.checksum}`,
-    );
-  }
-  return r.checksum;
-}
-
-/** The policy lost or changed the run's adapter (restart): recovered by reload + replay. */
-class AdapterLostError extends FailedPreconditionError {
-  override name = "AdapterLostError";
-}
-
-/** One TrainStep on the collected pairs; returns the response (with `returnGradients`: unapplied). */
-export async function trainOnPairs(
-  services: TrainerServices,
-  config: RunConfig,
-  pairs: TransitionPair[],
-  latentShape: readonly number[],
-  expectedOptimizerStep: number,
-  requestId: string,
-  returnGradients = false,
-) {
-  const [c, h, w] = latentShape;
-  const d = c * h * w;
-  const p = pairs.length;
-  const pack = (pick: (x: TransitionPair) => Float32Array) => {
-    const out = new Float32Array(p * d);
-    pairs.forEach((x, i) => out.set(pick(x), i * d));
-    return encodeTensor(out, [p, c, h, w]);
-  };
-  const side = (parent: (x: TransitionPair) => Float32Array, next: (x: TransitionPair) => Float32Array) => ({
-    conditioning: { prompts: pairs.map((x) => x.prompt) },
-    latents: pack(parent),
-    nextLatents: pack(next),
-    stepIndices: pairs.map((x) => x.stepIndex),
-  });
-  return await services.call("train_step", (o) =>
-    services.policy.trainStep({
-      winners: side((x) => x.winnerParent, (x) => x.winnerNext),
-      losers: side((x) => x.loserParent, (x) => x.loserNext),
-      step: stepConfigMessage(config),
-      loss: lossConfigMessage(config),
-      optimizer: optimizerConfigMessage(config),
-      expectedOptimizerStep: BigInt(expectedOptimizerStep),
-      requestId,
-      returnGradients,
-    }, o));
-}
-
-async function checkpoint(
-  services: TrainerServices,
-  config: RunConfig,
-  runDir: string,
-  configHash: string,
-  pos: RunPosition,
-  metrics: Record<string, unknown>,
-  expectedChecksum: string,
-  /** Mid-epoch: where the epoch began (a resume samples its batches again from there). */
-  epochBegin?: { step: number; cursor: PromptCursor },
-): Promise<void> {
-  const r = await services.call(
-    "get_adapter",
-    (o) => services.policy.getAdapter({ includeOptimizerState: true }, o),
-  );
-  const a = r.adapter!;
-  if (a.checksum !== expectedChecksum || Number(a.optimizerStep) !== pos.optimizerStep) {
-    // Never checkpoint an adapter that is not the run's (e.g. a restarted policy's fresh one).
-    throw new AdapterLostError(
-      `the policy's adapter (${
-        a.checksum.slice(0, 12)
-      }, optimizer step ${a.optimizerStep}) is not the run's ` +
-        `(${expectedChecksum.slice(0, 12)}, optimizer step ${pos.optimizerStep})`,
-    );
-  }
-  await writeCheckpoint(runDir, {
-    state: {
-      step: pos.step,
-      prompt_cursor: pos.cursor,
-      rng: { train_step: pos.step },
-      metrics,
-      config_hash: configHash,
-      ...(epochBegin ? { extra: { epoch_start: epochBegin } } : {}),
-    },
-    adapter: {
-      weights: fromNamed(a.weights, "adapter.weights"),
-      rank: a.rank,
-      alpha: a.alpha,
-      targetModules: a.targetModules,
-      checksum: a.checksum,
-    },
-    optimizer: {
-      state: fromNamed(a.optimizerState, "adapter.optimizer_state"),
-      step: Number(a.optimizerStep),
-    },
-    configJson: canonicalConfigJson(config),
-  }, { keepLast: config.checkpoint.keep_last }).catch(async (e) => {
-    // A full disk or a read-only run folder: writeCheckpoint removed its temporary folder and
-    // never touched the previous checkpoint, so the run stops here and can resume from that one.
-    const previous = await readLatestPointer(runDir).catch(() => null);
-    throw new CheckpointWriteError(
-      `checkpoint at step ${pos.step} could not be written to ${runDir}: ${(e as Error).message}. ` +
-        (previous
-          ? `The previous checkpoint ${previous} is intact: make room (or make the folder writable) and resume.`
-          : "No earlier checkpoint exists: make room (or make the folder writable) and start again."),
-      { cause: e },
-    );
-  });
-}
-
-/** Writing a checkpoint failed (disk full, read-only folder): the run stops, the last one stays. */
-export class CheckpointWriteError extends Error {
-  override name = "CheckpointWriteError";
-}
-
-/** A TrainStep refused for step accounting, or a lost adapter noticed by the loop. */
-function isPolicyRestart(e: unknown): boolean {
-  if (e instanceof AdapterLostError) return true;
-  return (e as { code?: number })?.code === Code.FAILED_PRECONDITION &&
-    String((e as Error).message).includes("expected_optimizer_step");
-}
-
-/**
- * Whether a resumed run stays bit-identical to an uninterrupted one: yes when the checkpoint and
- * this run both train data-parallel (any replica counts: sharding and reduction are defined over the
- * global batch, data_parallel.ts), or both with one address; no across the two (one batched
- * TrainStep sums the pairs' gradients in another float order than the per-prompt reduction).
- */
-export function resumeNote(ckpt: LoadedCheckpoint, replicas: number): string {
-  const before = Number(
-    (ckpt.state.metrics as { data_parallel?: { replicas?: number } })?.data_parallel?.replicas ?? 0,
-  );
-  const mode = (p: number) => (p ? `data-parallel over ${p} replica(s)` : "one policy address");
-  if ((before > 0) === (replicas > 0)) {
-    return `resume: checkpoint written with ${mode(before)}, resumed with ${
-      mode(replicas)
-    }: bit-identical to an uninterrupted run`;
-  }
-  return `resume: checkpoint written with ${mode(before)}, resumed with ${
-    mode(replicas)
-  }: NOT bit-identical ` +
-    "(the gradient is summed in another order; the difference is float32 rounding)";
-}
+export { trainOnPairs };
+export { CheckpointWriteError } from "./run_checkpoint.ts";
+export { resumeNote };
 
 /** Runs (or resumes) a training run; see the file comment. */
 export async function train(config: RunConfig, options: TrainOptions = {}): Promise<TrainResult> {
@@ -312,16 +118,6 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
     const restoreAll = () =>
       dp ? dp.restore((s) => restoreAdapter(s, config, ckpt)) : restoreAdapter(services, config, ckpt);
     let expectedChecksum = await restoreAll();
-    // A checkpoint inside an epoch (epoch.ts) resumes at the epoch's start: no update happened since,
-    // so the adapter is the one that drew the epoch's batches, and sampling them again is exact.
-    const start = (c: LoadedCheckpoint | null): RunPosition => {
-      const begin = c?.state.extra?.epoch_start as { step: number; cursor: PromptCursor } | undefined;
-      return {
-        step: begin?.step ?? c?.state.step ?? 0,
-        cursor: begin?.cursor ?? c?.state.prompt_cursor ?? { epoch: 0, index: 0 },
-        optimizerStep: c?.optimizer?.step ?? 0,
-      };
-    };
     const batcherAt = (cursor: PromptCursor) =>
       new PromptBatcher(prompts.train, {
         batchSize: config.training.prompt_batch_size,
@@ -329,7 +125,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
         seed: config.prompts.shuffle_seed,
         cursor,
       });
-    let pos = start(ckpt);
+    let pos = startPosition(ckpt);
     let batcher = batcherAt(pos.cursor);
     if (ckpt && pos.step < ckpt.state.step) await truncateMetrics(run.paths.metrics, pos.step);
     const epochs = epochSettings(config);
@@ -546,7 +342,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
         expectedChecksum = await restoreAll();
         instanceId = (await services.call("get_info", (o) => services.policy.getInfo({}, o))).instanceId;
         const from = pos.step;
-        pos = start(ckpt);
+        pos = startPosition(ckpt);
         batcher = batcherAt(pos.cursor);
         pending = [];
         await truncateMetrics(run.paths.metrics, pos.step);
