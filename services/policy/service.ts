@@ -175,6 +175,20 @@ function optionalStep(v: bigint | undefined): number | undefined {
   return v === undefined ? undefined : Number(v);
 }
 
+/**
+ * What GetInfo would say of the adapter now, carried on SampleCandidates so the trainer checks for a
+ * restarted or changed policy without a GetInfo per step (issue 21). A worker core answers info()
+ * from its cache (worker_core.ts); an in-thread core checksums the adapter (small next to a UNet pass).
+ */
+async function adapterStamp(core: PolicyCoreApi) {
+  const i = await core.info();
+  return {
+    instanceId: i.instanceId as string,
+    optimizerStep: BigInt(i.optimizerStep as number),
+    adapterChecksum: i.adapterChecksum as string,
+  };
+}
+
 /** The PolicyService implementation over a core (in-thread, or hosted in a worker: worker_core.ts). */
 export function policyService(core: PolicyCoreApi): ImplOf<typeof PolicyService> {
   return {
@@ -239,6 +253,7 @@ export function policyService(core: PolicyCoreApi): ImplOf<typeof PolicyService>
         timestep: BigInt(r.timestep),
         prevTimestep: BigInt(r.prevTimestep),
         sigma: r.sigma,
+        ...await adapterStamp(core),
       };
     },
 
@@ -322,6 +337,7 @@ export function policyService(core: PolicyCoreApi): ImplOf<typeof PolicyService>
         pairs: r.pairs,
         gradients: r.gradients ? namedOut(r.gradients) : [],
         adapterChecksum: r.adapterChecksum,
+        instanceId: (await core.info()).instanceId as string,
       };
     },
 

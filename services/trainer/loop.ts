@@ -33,7 +33,7 @@ import { buildReport } from "./report/build.ts";
 import { openMetricsSink } from "./report/tensorboard.ts";
 import { openRun } from "./run_dir.ts";
 import { connectServices } from "./services.ts";
-import { collectPairs, type TransitionPair } from "./trajectory.ts";
+import { collectPairs, type PolicyStamp, type TransitionPair } from "./trajectory.ts";
 import { DataParallel } from "./data_parallel_step.ts";
 import { isDataParallel } from "./replicas.ts";
 import { restoreAdapter } from "./adapter_restore.ts";
@@ -170,20 +170,22 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
       const stepTrace = new StepTrace(pos.step + 1, config.method);
       try {
         // A restarted policy lost its adapter: put the last checkpoint back and replay from there.
-        const now = dp
-          ? null
-          : await stepTrace.run(() => services.call("get_info", (o) => services.policy.getInfo({}, o)));
+        // One address: every SampleCandidates response carries the policy's state, checked as it
+        // arrives (checkPolicy), so the step asks no GetInfo (issue 21); the step's samples are
+        // thrown away with the replay.
         if (dp) await stepTrace.run(() => dp!.check(pos.optimizerStep, expectedChecksum));
-        else if (
-          now && (now.instanceId !== instanceId || Number(now.optimizerStep) !== pos.optimizerStep ||
-            now.adapterChecksum !== expectedChecksum)
-        ) {
-          throw new AdapterLostError(
-            `the policy (instance ${now!.instanceId.slice(0, 8)}) is at optimizer step ${
-              now!.optimizerStep
-            }, the run at ${pos.optimizerStep}`,
-          );
-        }
+        const checkPolicy = (now: PolicyStamp) => {
+          if (
+            now.instanceId !== instanceId || Number(now.optimizerStep) !== pos.optimizerStep ||
+            now.adapterChecksum !== expectedChecksum
+          ) {
+            throw new AdapterLostError(
+              `the policy (instance ${
+                now.instanceId.slice(0, 8)
+              }) is at optimizer step ${now.optimizerStep}, the run at ${pos.optimizerStep}`,
+            );
+          }
+        };
         const batch = batcher.next();
         stepTrace.setPromptBatch(batch.prompts.length);
         const requestId = `${run.configHash.slice(0, 12)}-step-${pos.step}`;
@@ -202,7 +204,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           : null;
         const collected = parallel?.collected ?? await stepTrace.run(() =>
           collectPairs(
-            { config, services, latentShape, step },
+            { config, services, latentShape, step, checkPolicy },
             batch.prompts,
             seed,
             BigInt(pos.step) << 32n,
@@ -250,7 +252,18 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
                     expected,
                     k ? `${requestId}-u${k}` : requestId,
                   )
-                    .then((r) => (updates.push(updateMetrics(r, pairs.length)), r)),
+                    .then((r) => {
+                      // Trained by another instance than sampled (restart in between): replay.
+                      if (r.instanceId !== instanceId) {
+                        throw new AdapterLostError(
+                          `TrainStep answered by policy instance ${r.instanceId.slice(0, 8)}, not ${
+                            instanceId.slice(0, 8)
+                          }`,
+                        );
+                      }
+                      updates.push(updateMetrics(r, pairs.length));
+                      return r;
+                    }),
               ))
           );
           phases.train = performance.now() - t1;

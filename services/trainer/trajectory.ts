@@ -58,6 +58,18 @@ export interface TrajectoryContext {
   /** [C, H, W] of one sample (GetInfo.latent_shape). */
   latentShape: readonly number[];
   step: StepConfig;
+  /**
+   * Sees the policy state each SampleCandidates response carries (instance id, optimizer step,
+   * adapter checksum) and throws when it is not the run's: the loop's restart check (issue 21).
+   */
+  checkPolicy?: (state: PolicyStamp) => void;
+}
+
+/** The policy state a SampleCandidates response carries. */
+export interface PolicyStamp {
+  instanceId: string;
+  optimizerStep: bigint;
+  adapterChecksum: string;
 }
 
 /** Times a phase call into `phases`, in a span that names the inference-step index it serves. */
@@ -192,6 +204,7 @@ async function collectSharedParent(
       i,
       train,
     );
+    ctx.checkPolicy?.(res);
     const cands = rows(res.candidates, "candidates", d);
     const eps = res.candidateNoisePred ? rows(res.candidateNoisePred, "candidate_noise_pred", d) : null;
     const chosen = new Array<number>(b).fill(0);
@@ -298,6 +311,7 @@ async function collectIndependent(
       i,
       train,
     );
+    ctx.checkPolicy?.(res);
     const next = decodeFloat32("candidates", res.candidates).data;
     if (train) {
       let rewards: number[] | null = null;
