@@ -26,6 +26,13 @@ import { svgToPng } from "../../services/trainer/report/svg.ts";
 const here = join(repoRoot, "experiments", "method_comparison");
 /** The methods with a preset in configs/ (configs/<method>.json). */
 export const METHODS = ["d3po", "tailorpo", "rdpo_star", "rdpo"] as const;
+/**
+ * Training structures: `epoch` is configs/base.json's peers' epoch structure (several sample
+ * batches, then minibatch updates over them, off-policy after the first); `per_batch` is one
+ * update per fresh batch (on-policy, RDPO_SPEC.md section 6), the rest of the config unchanged.
+ */
+export const STRUCTURES = ["epoch", "per_batch"] as const;
+const ON_POLICY = { sample_batches_per_epoch: 1, train_batch_size: null, num_inner_epochs: 1 };
 
 export const METHOD_COMPARISON_FLAGS = {
   seeds: {
@@ -37,6 +44,13 @@ export const METHOD_COMPARISON_FLAGS = {
     type: "string",
     default: METHODS.join(","),
     description: `comma-separated methods, each one of ${METHODS.join(", ")}`,
+  },
+  structures: {
+    type: "string",
+    default: "epoch",
+    description: `comma-separated training structures, each one of ${
+      STRUCTURES.join(", ")
+    } (per_batch: on-policy)`,
   },
   steps: {
     type: "int",
@@ -63,6 +77,39 @@ export function parseSeeds(raw: string): number[] {
   return parts.map(Number);
 }
 
+/** "epoch,per_batch" -> ["epoch", "per_batch"]; anything else is a FlagError naming --structures. */
+export function parseStructures(raw: string): string[] {
+  const parts = raw.split(",").map((s) => s.trim());
+  const bad = parts.filter((p) => !(STRUCTURES as readonly string[]).includes(p));
+  if (bad.length) {
+    throw new FlagError(`--structures: "${bad.join(",")}" is not one of ${STRUCTURES.join(", ")}`);
+  }
+  return parts;
+}
+
+/** A run's name in the tables and its folder: the method, with " (on-policy)" / "-per_batch" for per_batch. */
+export const runLabel = (method: string, structure: string) =>
+  structure === "epoch" ? method : `${method} (on-policy)`;
+export const runDirName = (method: string, structure: string, seed: number) =>
+  structure === "epoch" ? `${method}-seed-${seed}` : `${method}-${structure}-seed-${seed}`;
+
+/**
+ * SIGTERM / SIGINT: the first aborts `controller` (the trainer checkpoints and returns, the caller
+ * stops its services in `finally`); a second calls `hardStop` (kill the services now, exit). So a
+ * stopped comparison never leaves service processes behind. Returns the remover of the listeners.
+ */
+export function onStopSignals(controller: AbortController, hardStop: () => void): () => void {
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  const handler = () => {
+    if (controller.signal.aborted) hardStop();
+    else controller.abort(new Error("stopped by a signal"));
+  };
+  for (const sig of signals) Deno.addSignalListener(sig, handler);
+  return () => {
+    for (const sig of signals) Deno.removeSignalListener(sig, handler);
+  };
+}
+
 /** "d3po,rdpo" -> ["d3po", "rdpo"]; an unknown method is a FlagError naming --methods. */
 export function parseMethods(raw: string): string[] {
   const parts = raw.split(",").map((s) => s.trim());
@@ -76,6 +123,7 @@ export function parseMethods(raw: string): string[] {
 interface Settings {
   seeds: number[];
   methods: string[];
+  structures: string[];
   steps?: number;
   out: string;
   collect: boolean;
@@ -86,6 +134,8 @@ const SCORERS = ["prompt_fidelity", "attribute_evaluator", "jpeg_compressibility
 /** One finished run: per-sample eval scores (base and tuned, same seeds), h curves, the adapter. */
 interface RunResult {
   method: string;
+  /** STRUCTURES; absent in results written before structures existed: "epoch". */
+  structure?: string;
   seed: number;
   seconds: number;
   adapterChecksum: string;
@@ -112,10 +162,12 @@ const readJson = async (p: string) => JSON.parse(await Deno.readTextFile(p)) as 
 async function runOne(
   settings: Settings,
   method: string,
+  structure: string,
   seed: number,
   services: { policy: string; reward: string },
+  signal: AbortSignal,
 ) {
-  const runDir = join(settings.out, `${method}-seed-${seed}`);
+  const runDir = join(settings.out, runDirName(method, structure, seed));
   const resultPath = join(runDir, "result.json");
   try {
     return JSON.parse(await Deno.readTextFile(resultPath)) as RunResult;
@@ -129,11 +181,17 @@ async function runOne(
     run_dir: runDir,
     services,
     prompts: { file: join(repoRoot, (raw.prompts as { file: string }).file) },
-    ...(settings.steps !== undefined ? { training: { steps: settings.steps } } : {}),
+    training: {
+      ...(settings.steps !== undefined ? { steps: settings.steps } : {}),
+      ...(structure === "per_batch" ? ON_POLICY : {}),
+    },
   });
   const config = parseConfig(JSON.stringify(raw), `${method} seed ${seed}`);
   const t0 = performance.now();
-  const r = await train(config, { resume: true, log: (l) => console.error(`[${method} ${seed}] ${l}`) });
+  const tag = `[${runLabel(method, structure)} ${seed}]`;
+  const r = await train(config, { resume: true, signal, log: (l) => console.error(`${tag} ${l}`) });
+  // Stopped mid-run: the checkpoint lets a later call resume; no result.json for a partial run.
+  if (signal.aborted) throw signal.reason;
   const records = await readMetrics(join(runDir, "metrics.jsonl"));
   const evals = evalRecords(records);
   const pick = (model: string) =>
@@ -149,6 +207,7 @@ async function runOne(
   );
   const result: RunResult = {
     method,
+    structure,
     seed,
     seconds: (performance.now() - t0) / 1000,
     adapterChecksum: r.adapterChecksum,
@@ -162,6 +221,8 @@ async function runOne(
   return result;
 }
 
+const labelOf = (r: RunResult) => runLabel(r.method, r.structure ?? "epoch");
+
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const stdErr = (xs: number[]) => {
   if (xs.length < 2) return NaN;
@@ -171,7 +232,7 @@ const stdErr = (xs: number[]) => {
 const fmt = (xs: number[], digits = 3) =>
   `${mean(xs).toFixed(digits)} ± ${Number.isNaN(stdErr(xs)) ? "n/a" : stdErr(xs).toFixed(digits)}`;
 
-/** The tables (Markdown) of RESULTS.md from the finished runs, methods in the order given. */
+/** The tables (Markdown) of RESULTS.md from the finished runs, run labels (runLabel) in the order given. */
 export function resultTables(results: RunResult[], methods: readonly string[]): string {
   const lines: string[] = [];
   const bySeed = new Map<number, RunResult>();
@@ -187,7 +248,7 @@ export function resultTables(results: RunResult[], methods: readonly string[]): 
     } |`,
   );
   for (const m of methods) {
-    const rs = results.filter((r) => r.method === m);
+    const rs = results.filter((r) => labelOf(r) === m);
     if (rs.length === 0) continue;
     lines.push(
       `| ${m} | ${rs.length} | ${SCORERS.map((k) => fmt(rs.map((r) => mean(r.tuned[k])))).join(" | ")} |`,
@@ -201,7 +262,7 @@ export function resultTables(results: RunResult[], methods: readonly string[]): 
     `|---|${SCORERS.map(() => "---:").join("|")}|---|`,
   );
   for (const m of methods) {
-    const rs = results.filter((r) => r.method === m);
+    const rs = results.filter((r) => labelOf(r) === m);
     if (rs.length === 0) continue;
     const d = (k: string) => rs.map((r) => pairedDifference(r.base[k], r.tuned[k]).mean);
     const up = (k: string) => d(k).filter((x) => x > 0).length;
@@ -221,7 +282,7 @@ export function resultTables(results: RunResult[], methods: readonly string[]): 
   for (const r of results) {
     const tail = r.h.slice(Math.floor(r.h.length * 0.75));
     lines.push(
-      `| ${r.method} | ${r.seed} | ${r.optimizerSteps} | ${
+      `| ${labelOf(r)} | ${r.seed} | ${r.optimizerSteps} | ${
         pairedDifference(r.base.prompt_fidelity, r.tuned.prompt_fidelity).mean.toFixed(3)
       } | ${pairedDifference(r.base.attribute_evaluator, r.tuned.attribute_evaluator).mean.toFixed(3)} | ${
         tail.length ? mean(tail.map((x) => x[1])).toExponential(2) : "n/a"
@@ -232,9 +293,9 @@ export function resultTables(results: RunResult[], methods: readonly string[]): 
 }
 
 /** h_w (dashed) and h_l per optimizer step, averaged over seeds, for the given methods. */
-function hChart(results: RunResult[], shown: string[]): string {
+function hChart(results: RunResult[], shown: string[], structure: string): string {
   const series = shown.flatMap((m, i) => {
-    const rs = results.filter((r) => r.method === m);
+    const rs = results.filter((r) => labelOf(r) === m);
     if (rs.length === 0) return [];
     const n = Math.min(...rs.map((r) => r.h.length));
     const avg = (j: 0 | 1) =>
@@ -245,7 +306,7 @@ function hChart(results: RunResult[], shown: string[]): string {
     ];
   });
   return lineChartSvg({
-    title: "h_w, h_l at training time (mean over each method's seeds)",
+    title: `h_w, h_l at training time, ${structure} (mean over each method's seeds)`,
     series,
     xLabel: "optimizer step",
     yLabel: "log-ratio per dimension",
@@ -257,11 +318,12 @@ async function methodComparison(values: FlagValues<typeof METHOD_COMPARISON_FLAG
   const settings: Settings = {
     seeds: parseSeeds(values.seeds),
     methods: parseMethods(values.methods),
+    structures: parseStructures(values.structures),
     steps: values.steps,
     out: resolve(repoRoot, values.out),
     collect: values.collect,
   };
-  const { seeds, methods } = settings;
+  const { seeds, methods, structures } = settings;
   const started = performance.now();
   const bundles = ["prompt_fidelity", "attribute_evaluator"];
   const reward = new ServiceProcess("services/reward/main.ts", [
@@ -276,45 +338,62 @@ async function methodComparison(values: FlagValues<typeof METHOD_COMPARISON_FLAG
     "--lora-rank",
     "4",
     "--adapter-root",
-    join(settings.out, `adapters-${seeds.join("-")}`),
+    join(settings.out, `adapters-${structures.join("-")}-${seeds.join("-")}`),
   ]);
   const results: RunResult[] = [];
-  const finished = async (m: string, s: number) => {
+  const finished = async (m: string, structure: string, s: number) => {
     try {
       return JSON.parse(
-        await Deno.readTextFile(join(settings.out, `${m}-seed-${s}`, "result.json")),
+        await Deno.readTextFile(join(settings.out, runDirName(m, structure, s), "result.json")),
       ) as RunResult;
     } catch {
       return null;
     }
   };
+  const planned = structures.flatMap((st) => seeds.flatMap((s) => methods.map((m) => [st, s, m] as const)));
   // Only collecting finished runs (e.g. after one process per seed): no services needed.
-  const done = await Promise.all(seeds.flatMap((s) => methods.map((m) => finished(m, s))));
+  const done = await Promise.all(planned.map(([st, s, m]) => finished(m, st, s)));
+  const needServices = !settings.collect && done.some((r) => r === null);
+  const controller = new AbortController();
+  const removeSignals = onStopSignals(controller, () => {
+    console.error("second stop signal: killing the services");
+    Promise.all([policy.kill(), reward.kill()]).finally(() => Deno.exit(143));
+  });
   try {
-    if (!settings.collect && done.some((r) => r === null)) {
-      await Promise.all([reward.start(0, 300_000), policy.start(0, 300_000)]);
-    }
-    for (const seed of seeds) {
-      for (const m of methods) {
-        if (settings.collect && !(await finished(m, seed))) continue;
-        const r = await runOne(settings, m, seed, { policy: policy.address, reward: reward.address });
-        results.push(r);
-        console.log(
-          `${m} seed ${seed}: Δ prompt_fidelity ${
-            pairedDifference(r.base.prompt_fidelity, r.tuned.prompt_fidelity).mean.toFixed(4)
-          }, Δ evaluator ${
-            pairedDifference(r.base.attribute_evaluator, r.tuned.attribute_evaluator).mean.toFixed(4)
-          } (${r.seconds.toFixed(0)} s)`,
-        );
-      }
+    if (needServices) await Promise.all([reward.start(0, 300_000), policy.start(0, 300_000)]);
+    for (const [structure, seed, m] of planned) {
+      if (controller.signal.aborted) throw controller.signal.reason;
+      if (settings.collect && !(await finished(m, structure, seed))) continue;
+      const r = await runOne(
+        settings,
+        m,
+        structure,
+        seed,
+        { policy: policy.address, reward: reward.address },
+        controller.signal,
+      );
+      results.push(r);
+      console.log(
+        `${runLabel(m, structure)} seed ${seed}: Δ prompt_fidelity ${
+          pairedDifference(r.base.prompt_fidelity, r.tuned.prompt_fidelity).mean.toFixed(4)
+        }, Δ evaluator ${
+          pairedDifference(r.base.attribute_evaluator, r.tuned.attribute_evaluator).mean.toFixed(4)
+        } (${r.seconds.toFixed(0)} s)`,
+      );
     }
   } finally {
-    if (!settings.collect && done.some((r) => r === null)) await Promise.all([policy.stop(), reward.stop()]);
+    if (needServices) await Promise.all([policy.stop(), reward.stop()]);
+    removeSignals();
   }
-  const tables = resultTables(results, methods);
-  const svg = hChart(results, ["d3po", "rdpo_star", "rdpo"]);
-  await Deno.writeTextFile(join(here, "h_l.svg"), svg);
-  await Deno.writeFile(join(here, "h_l.png"), await svgToPng(svg));
+  const labels = structures.flatMap((st) => methods.map((m) => runLabel(m, st)));
+  const tables = resultTables(results, labels);
+  for (const st of structures) {
+    const shown = ["d3po", "rdpo_star", "rdpo"].map((m) => runLabel(m, st));
+    const svg = hChart(results, shown, st === "epoch" ? "peers' epoch structure" : "on-policy, per batch");
+    const name = st === "epoch" ? "h_l" : `h_l_${st}`;
+    await Deno.writeTextFile(join(here, `${name}.svg`), svg);
+    await Deno.writeFile(join(here, `${name}.png`), await svgToPng(svg));
+  }
   await Deno.writeTextFile(
     join(here, "results.json"),
     JSON.stringify(results.map(({ h: _h, ...r }) => r), null, 1) + "\n",

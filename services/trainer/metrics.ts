@@ -197,12 +197,25 @@ export function evalRecords(records: readonly MetricsRecord[]): EvalMetrics[] {
   return records.filter((r): r is EvalMetrics => r.type === "eval");
 }
 
-/** (step, value) points of one numeric field of the step records, non-finite values left out. */
+/** The step record's fields that come from optimizer updates (not from sampling). */
+const UPDATE_FIELDS = new Set(["loss", "h_w", "h_l", "accuracy", "grad_norm"]);
+
+/**
+ * A mid-epoch step of an epoch structure (`updates` present and empty) made no optimizer step, so
+ * its loss / h / accuracy are placeholders (0), not measurements: series and summaries skip them.
+ */
+export function madeNoUpdate(r: StepMetrics): boolean {
+  return r.updates !== undefined && r.updates.length === 0;
+}
+
+/** (step, value) points of one numeric field of the step records, non-finite values and
+ * (for update fields) steps that made no update left out. */
 export function stepSeries(
   records: readonly MetricsRecord[],
   field: "loss" | "h_w" | "h_l" | "accuracy" | "reward_margin" | "mean_reward" | "step_seconds" | "grad_norm",
 ): Array<[number, number]> {
   return stepRecords(records)
+    .filter((r) => !(UPDATE_FIELDS.has(field) && madeNoUpdate(r)))
     .map((r) => [r.step, r[field] as number] as [number, number])
     .filter(([, v]) => typeof v === "number" && Number.isFinite(v));
 }
@@ -258,8 +271,9 @@ export interface MetricsSummary {
 export function summarizeMetrics(records: readonly MetricsRecord[], window = 10): MetricsSummary {
   const steps = stepRecords(records);
   const tail = steps.slice(-window);
-  const mean = (f: (r: StepMetrics) => number) => {
-    const xs = tail.map(f).filter(Number.isFinite);
+  const updated = steps.filter((r) => !madeNoUpdate(r)).slice(-window);
+  const mean = (f: (r: StepMetrics) => number, rs = tail) => {
+    const xs = rs.map(f).filter(Number.isFinite);
     return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
   };
   const evals = evalRecords(records);
@@ -270,10 +284,10 @@ export function summarizeMetrics(records: readonly MetricsRecord[], window = 10)
     steps: steps.length,
     last_step: steps.length ? steps[steps.length - 1].step : 0,
     window: tail.length,
-    loss: mean((r) => r.loss),
-    h_w: mean((r) => r.h_w),
-    h_l: mean((r) => r.h_l),
-    accuracy: mean((r) => r.accuracy),
+    loss: mean((r) => r.loss, updated),
+    h_w: mean((r) => r.h_w, updated),
+    h_l: mean((r) => r.h_l, updated),
+    accuracy: mean((r) => r.accuracy, updated),
     reward_margin: mean((r) => r.reward_margin),
     mean_reward: mean((r) => r.mean_reward),
     skipped_ties_total: steps.reduce((a, r) => a + r.skipped_ties, 0),

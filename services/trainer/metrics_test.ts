@@ -116,6 +116,24 @@ Deno.test("metrics: series, moving average, score stats", () => {
   assert(Number.isNaN(scoreStats([]).mean));
 });
 
+Deno.test("metrics: mid-epoch steps (no update) are left out of the update curves and summaries", () => {
+  const u = { loss: 0.5, h_w: 0.002, h_l: -0.001, accuracy: 1, pairs: 4 };
+  const records = [
+    stepRecord(1, { loss: 0, h_w: 0, h_l: 0, accuracy: 0, updates: [] }),
+    stepRecord(2, { updates: [u, u] }),
+    stepRecord(3, { loss: 0, h_w: 0, h_l: 0, accuracy: 0, updates: [] }),
+    stepRecord(4, { updates: [u] }),
+  ];
+  assertEquals(stepSeries(records, "h_l").map(([s]) => s), [2, 4]);
+  assertEquals(stepSeries(records, "loss"), [[2, 0.75], [4, 0.5]]);
+  // Sampling fields are measured at every step.
+  assertEquals(stepSeries(records, "mean_reward").length, 4);
+  const s = summarizeMetrics(records, 2);
+  assertEquals(s.loss, (0.75 + 0.5) / 2);
+  assertEquals(s.h_l, -(2 + 4) * 0.0005 / 2);
+  assertEquals(s.mean_reward, (5.15 + 5.2) / 2);
+});
+
 Deno.test("metrics: paired difference of seed-matched samples", () => {
   // d = [1, -1, 2, 2]: mean 1, sample variance (0 + 4 + 1 + 1) / 3 = 2, standard error sqrt(2 / 4).
   const r = pairedDifference([0, 3, 1, 5], [1, 2, 3, 7]);
