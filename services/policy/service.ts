@@ -1,6 +1,7 @@
 /**
  * The policy service's gRPC adapter: proto messages <-> PolicyCore calls. Validation of tensors and
- * images happens here (lib/tensor/codec.ts, errors naming the field); the semantics live in core.ts.
+ * images happens here (lib/tensor/codec.ts, errors naming the field); the semantics live in PolicyCore (core.ts, one module per
+ * concern behind it: sampling.ts, inference.ts, generate.ts, transitions.ts, train_step.ts, adapter_io.ts).
  */
 import {
   type AdapterState,
