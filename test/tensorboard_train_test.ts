@@ -11,7 +11,7 @@ import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { repoRoot } from "../lib/testing/fixtures.ts";
 import { ServiceProcess } from "../lib/process/service_process.ts";
 import { initBackend } from "../lib/tensor/backend.ts";
-import { eventFiles, pngInfo, readEventFile } from "../lib/tensorboard/event_file.ts";
+import { eventFiles, pngInfo, readEventFile, visibleEvents } from "../lib/tensorboard/event_file.ts";
 import { writeTinyModel } from "../services/policy/testing/tiny_model.ts";
 import { readMetrics } from "../services/trainer/metrics.ts";
 import { pythonHasTensorboard, readWithPython } from "../lib/tensorboard/python_reader.ts";
@@ -28,6 +28,39 @@ const tmp = await Deno.makeTempDir({ prefix: "rdpo-tb-run-" });
 const modelDir = join(tmp, "model");
 const runDir = join(tmp, "run");
 const reward = new ServiceProcess("services/reward/main.ts", []);
+/** `deno task train --config <config> --report-to tensorboard` as a process; its stderr. */
+async function trainWithTensorboard(
+  config: Record<string, unknown>,
+  name: string,
+  extra: string[] = [],
+): Promise<string> {
+  const configFile = join(tmp, `${name}.yaml`);
+  await Deno.writeTextFile(configFile, stringify(config));
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "services/trainer/main.ts",
+      "train",
+      "--config",
+      configFile,
+      "--report-to",
+      "tensorboard",
+      ...extra,
+    ],
+    cwd: repoRoot,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(r.stderr);
+  assertEquals(r.code, 0, stderr);
+  return stderr;
+}
+
+/** The first run's config (kept for the resume test). */
+let runConfig: Record<string, unknown> = {};
+
 const policy = new ServiceProcess("services/policy/main.ts", [
   "--model-dir",
   modelDir,
@@ -63,26 +96,8 @@ Deno.test({
         checkpoint: { every: 0, keep_last: 1 },
         report: { grid_prompts: 1, grid_samples: 1, image_size: 32 },
       };
-      const configFile = join(tmp, "run.yaml");
-      await Deno.writeTextFile(configFile, stringify(config));
-      const r = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          "services/trainer/main.ts",
-          "train",
-          "--config",
-          configFile,
-          "--report-to",
-          "tensorboard",
-        ],
-        cwd: repoRoot,
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stderr = new TextDecoder().decode(r.stderr);
-      assertEquals(r.code, 0, stderr);
+      runConfig = config;
+      const stderr = await trainWithTensorboard(config, "run");
       assert(stderr.startsWith("train: config="), `the settings line comes first:\n${stderr}`);
       assert(stderr.includes("report-to=tensorboard (flag)"), stderr);
 
@@ -160,6 +175,71 @@ Deno.test({
     const read = await readWithPython(eventFile);
     assertEquals(read.scalars["train/loss"], loggedLoss);
     assertEquals(read.images[GRID_TAG], [[2, ...gridSize]]);
+  },
+});
+
+Deno.test({
+  name: "tensorboard: steps replayed after a restart from an older checkpoint show once, as in metrics.jsonl",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    assert(eventFile, "the run above wrote an event file");
+    const again = new ServiceProcess("services/policy/main.ts", [
+      "--model-dir",
+      modelDir,
+      "--lora-rank",
+      "2",
+      "--adapter-root",
+      join(tmp, "adapters-again"),
+    ]);
+    const rewardAgain = new ServiceProcess("services/reward/main.ts", []);
+    await Promise.all([rewardAgain.start(), again.start()]);
+    try {
+      const services = { policy: again.address, reward: rewardAgain.address };
+      const extended = (steps: number) => ({
+        ...runConfig,
+        services,
+        training: { ...(runConfig.training as object), steps },
+        checkpoint: { every: 1, keep_last: 3 },
+      });
+      // Extend the run to step 3, then lose the step-3 checkpoint as a kill before it was made would:
+      // the next start resumes at step 2 and logs step 3 a second time.
+      await trainWithTensorboard(extended(3), "extend", ["--resume"]);
+      const checkpoints = join(runDir, "checkpoints");
+      await Deno.remove(join(checkpoints, "step-000003"), { recursive: true });
+      await Deno.writeTextFile(join(checkpoints, "latest"), "step-000002\n");
+      await trainWithTensorboard(extended(4), "replay", ["--resume"]);
+
+      const dir = join(runDir, "tensorboard");
+      assertEquals((await eventFiles(dir)).length, 3);
+      const third = await readEventFile((await eventFiles(dir))[2]);
+      assertEquals([third[1].what.case, Number(third[1].step)], ["sessionLog", 3]);
+      // TensorBoard's view: each metrics.jsonl record once, at its step, with its values.
+      const records = await readMetrics(join(runDir, "metrics.jsonl"));
+      const scalarEvents = (await visibleEvents(dir)).filter((e) =>
+        e.what.case === "summary" && e.what.value.value.every((v) => v.value.case === "simpleValue")
+      );
+      assertEquals(
+        scalarEvents.map((e) => Number(e.step)),
+        records.map((r) => r.step),
+      );
+      records.forEach((record, i) => {
+        const logged = scalarEvents[i].what.case === "summary" ? scalarEvents[i].what.value.value : [];
+        const values = Object.fromEntries(logged.map((v) => [v.tag, v.value.value]));
+        for (const [tag, v] of Object.entries(scalarsOf(record))) {
+          if (Number.isFinite(v) && !tag.startsWith("time/")) {
+            assertEquals(values[tag], f32(v), `${record.type} step ${record.step} ${tag}`);
+          }
+        }
+      });
+      assertEquals(records.filter((r) => r.type === "step").map((r) => r.step), [1, 2, 3, 4]);
+      if (await pythonHasTensorboard()) {
+        const read = await readWithPython(dir);
+        assertEquals(read.scalars["train/loss"].map(([step]) => step), [1, 2, 3, 4]);
+      }
+    } finally {
+      await Promise.all([again.stop(), rewardAgain.stop()]);
+    }
   },
 });
 

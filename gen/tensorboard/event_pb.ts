@@ -6,8 +6,8 @@
 // @generated from file tensorboard/event.proto (package tensorboard, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Summary } from "./summary_pb.ts";
 import { file_tensorboard_summary } from "./summary_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tensorboard/event.proto.
  */
 export const file_tensorboard_event: GenFile = /*@__PURE__*/
-  fileDesc("Chd0ZW5zb3Jib2FyZC9ldmVudC5wcm90bxILdGVuc29yYm9hcmQicQoFRXZlbnQSEQoJd2FsbF90aW1lGAEgASgBEgwKBHN0ZXAYAiABKAMSFgoMZmlsZV92ZXJzaW9uGAMgASgJSAASJwoHc3VtbWFyeRgFIAEoCzIULnRlbnNvcmJvYXJkLlN1bW1hcnlIAEIGCgR3aGF0YgZwcm90bzM", [file_tensorboard_summary]);
+  fileDesc("Chd0ZW5zb3Jib2FyZC9ldmVudC5wcm90bxILdGVuc29yYm9hcmQioQEKBUV2ZW50EhEKCXdhbGxfdGltZRgBIAEoARIMCgRzdGVwGAIgASgDEhYKDGZpbGVfdmVyc2lvbhgDIAEoCUgAEicKB3N1bW1hcnkYBSABKAsyFC50ZW5zb3Jib2FyZC5TdW1tYXJ5SAASLgoLc2Vzc2lvbl9sb2cYByABKAsyFy50ZW5zb3Jib2FyZC5TZXNzaW9uTG9nSABCBgoEd2hhdCK3AQoKU2Vzc2lvbkxvZxI1CgZzdGF0dXMYASABKA4yJS50ZW5zb3Jib2FyZC5TZXNzaW9uTG9nLlNlc3Npb25TdGF0dXMSFwoPY2hlY2twb2ludF9wYXRoGAIgASgJEgsKA21zZxgDIAEoCSJMCg1TZXNzaW9uU3RhdHVzEhYKElNUQVRVU19VTlNQRUNJRklFRBAAEgkKBVNUQVJUEAESCAoEU1RPUBACEg4KCkNIRUNLUE9JTlQQA2IGcHJvdG8z", [file_tensorboard_summary]);
 
 /**
  * @generated from message tensorboard.Event
@@ -49,13 +49,22 @@ export type Event = Message<"tensorboard.Event"> & {
     case: "fileVersion";
   } | {
     /**
-     * Upstream: graph_def = 4, log_message = 6, session_log = 7, tagged_run_metadata = 8,
-     * meta_graph_def = 9 (not written here).
+     * Upstream: graph_def = 4, log_message = 6, tagged_run_metadata = 8, meta_graph_def = 9
+     * (not written here).
      *
      * @generated from field: tensorboard.Summary summary = 5;
      */
     value: Summary;
     case: "summary";
+  } | {
+    /**
+     * START at the first step a (resumed) run writes: TensorBoard then drops the events at that
+     * step and later from earlier files, so steps replayed after a restart show once.
+     *
+     * @generated from field: tensorboard.SessionLog session_log = 7;
+     */
+    value: SessionLog;
+    case: "sessionLog";
   } | { case: undefined; value?: undefined };
 };
 
@@ -65,4 +74,64 @@ export type Event = Message<"tensorboard.Event"> & {
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
   messageDesc(file_tensorboard_event, 0);
+
+/**
+ * Upstream's SessionLog (same field numbers and enum values).
+ *
+ * @generated from message tensorboard.SessionLog
+ */
+export type SessionLog = Message<"tensorboard.SessionLog"> & {
+  /**
+   * @generated from field: tensorboard.SessionLog.SessionStatus status = 1;
+   */
+  status: SessionLog_SessionStatus;
+
+  /**
+   * @generated from field: string checkpoint_path = 2;
+   */
+  checkpointPath: string;
+
+  /**
+   * @generated from field: string msg = 3;
+   */
+  msg: string;
+};
+
+/**
+ * Describes the message tensorboard.SessionLog.
+ * Use `create(SessionLogSchema)` to create a new message.
+ */
+export const SessionLogSchema: GenMessage<SessionLog> = /*@__PURE__*/
+  messageDesc(file_tensorboard_event, 1);
+
+/**
+ * @generated from enum tensorboard.SessionLog.SessionStatus
+ */
+export enum SessionLog_SessionStatus {
+  /**
+   * @generated from enum value: STATUS_UNSPECIFIED = 0;
+   */
+  STATUS_UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: START = 1;
+   */
+  START = 1,
+
+  /**
+   * @generated from enum value: STOP = 2;
+   */
+  STOP = 2,
+
+  /**
+   * @generated from enum value: CHECKPOINT = 3;
+   */
+  CHECKPOINT = 3,
+}
+
+/**
+ * Describes the enum tensorboard.SessionLog.SessionStatus.
+ */
+export const SessionLog_SessionStatusSchema: GenEnum<SessionLog_SessionStatus> = /*@__PURE__*/
+  enumDesc(file_tensorboard_event, 1, 0);
 

@@ -8,7 +8,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { type Event, EventSchema } from "../../gen/tensorboard/event_pb.ts";
+import { type Event, EventSchema, SessionLog_SessionStatus } from "../../gen/tensorboard/event_pb.ts";
 import { decodeRecords, encodeRecord } from "./record.ts";
 
 export const FILE_VERSION = "brain.Event:2";
@@ -95,6 +95,19 @@ export class EventFileWriter {
     }));
   }
 
+  /**
+   * SessionLog START at `step`: the first step this writer will log. TensorBoard's reader drops every
+   * event of an earlier file at `step` or later when it meets it (its "purge orphaned data"), so the
+   * steps a resumed run replays after the checkpoint it restarted from appear once, as in metrics.jsonl.
+   */
+  async sessionStart(step: number, wallTime = Date.now() / 1000): Promise<void> {
+    await this.write(create(EventSchema, {
+      wallTime,
+      step: BigInt(step),
+      what: { case: "sessionLog", value: { status: SessionLog_SessionStatus.START } },
+    }));
+  }
+
   /** Flushes to disk and closes. */
   async close(): Promise<void> {
     await this.file.sync();
@@ -114,4 +127,25 @@ export async function eventFiles(dir: string): Promise<string[]> {
     if (e.isFile && e.name.startsWith("events.out.tfevents.")) names.push(e.name);
   }
   return names.sort().map((n) => join(dir, n));
+}
+
+/**
+ * The events of a folder's files as TensorBoard shows them: files oldest first, and a SessionLog
+ * START at step s drops the events collected so far at step s or later (event_accumulator's purge on
+ * restart). The file_version and session events themselves are left out.
+ */
+export async function visibleEvents(dir: string): Promise<Event[]> {
+  let kept: Event[] = [];
+  for (const path of await eventFiles(dir)) {
+    for (const event of await readEventFile(path)) {
+      if (event.what.case === "sessionLog") {
+        if (event.what.value.status === SessionLog_SessionStatus.START) {
+          kept = kept.filter((e) => e.step < event.step);
+        }
+      } else if (event.what.case !== "fileVersion") {
+        kept.push(event);
+      }
+    }
+  }
+  return kept;
 }

@@ -1,5 +1,12 @@
 import { assertEquals } from "../testing/assert.ts";
-import { eventFiles, EventFileWriter, FILE_VERSION, pngInfo, readEventFile } from "./event_file.ts";
+import {
+  eventFiles,
+  EventFileWriter,
+  FILE_VERSION,
+  pngInfo,
+  readEventFile,
+  visibleEvents,
+} from "./event_file.ts";
 import { pythonHasTensorboard, readWithPython } from "./python_reader.ts";
 
 Deno.test("event file: file_version first, then scalars and an image, decoded back", async () => {
@@ -67,4 +74,40 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+/** [step, value] of one tag in TensorBoard's view of a folder. */
+async function visibleSeries(dir: string, tag: string): Promise<[number, number][]> {
+  return (await visibleEvents(dir)).flatMap((e) =>
+    e.what.case === "summary"
+      ? e.what.value.value.filter((v) => v.tag === tag && v.value.case === "simpleValue")
+        .map((v) => [Number(e.step), v.value.value as number] as [number, number])
+      : []
+  );
+}
+
+Deno.test("event file: a resumed writer's SessionLog START hides what the interrupted one logged from that step", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "rdpo-tb-resume-" });
+  try {
+    const first = await EventFileWriter.open(dir, new Date("2026-01-02T03:04:05Z"));
+    await first.sessionStart(0);
+    for (const step of [1, 2, 3]) await first.scalars(step, { "train/loss": step / 8 });
+    await first.close();
+    // Restarted from the checkpoint of step 1: steps 2 and 3 run again, with other values.
+    const second = await EventFileWriter.open(dir, new Date("2026-01-02T03:05:00Z"));
+    await second.sessionStart(2);
+    for (const step of [2, 3, 4]) await second.scalars(step, { "train/loss": step / 4 });
+    await second.close();
+
+    const events = await readEventFile((await eventFiles(dir))[1]);
+    assertEquals(events[1].what.case, "sessionLog");
+    assertEquals(Number(events[1].step), 2);
+    assertEquals(await visibleSeries(dir, "train/loss"), [[1, 0.125], [2, 0.5], [3, 0.75], [4, 1]]);
+    if (await pythonHasTensorboard()) {
+      // TensorBoard's own reader over the folder agrees (where the package is installed).
+      assertEquals((await readWithPython(dir)).scalars["train/loss"], await visibleSeries(dir, "train/loss"));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

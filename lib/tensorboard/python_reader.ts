@@ -39,7 +39,7 @@ export interface PythonRead {
   images: Record<string, [number, number, number, number][]>;
 }
 
-/** Every scalar and image of `path` as event_accumulator sees them. */
+/** Every scalar and image of `path` (an event file, or a folder of them) as event_accumulator sees them. */
 export async function readWithPython(path: string): Promise<PythonRead> {
   const r = await new Deno.Command("python3", {
     args: ["-c", SCRIPT, path],

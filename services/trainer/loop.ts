@@ -128,6 +128,9 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
     let pos = startPosition(ckpt);
     let batcher = batcherAt(pos.cursor);
     if (ckpt && pos.step < ckpt.state.step) await truncateMetrics(run.paths.metrics, pos.step);
+    // The event files are cut where metrics.jsonl was (openRun: at the checkpoint's step, or all of
+    // it without one): TensorBoard drops earlier events from the START step on.
+    await sink.start(ckpt ? pos.step + 1 : 0);
     const epochs = epochSettings(config);
     // Pairs sampled in the current epoch, not yet trained on, and where the epoch began.
     let pending: TransitionPair[] = [];
@@ -359,6 +362,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
         batcher = batcherAt(pos.cursor);
         pending = [];
         await truncateMetrics(run.paths.metrics, pos.step);
+        await sink.start(pos.step + 1);
         say(
           `policy service restarted (${
             (e as Error).message

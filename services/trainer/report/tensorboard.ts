@@ -7,6 +7,9 @@
  *   eval/<model>/<scorer>, eval/<model>/<scorer>_std           evaluation rewards
  *   samples/before_after                                       the report's sample grid (image)
  *
+ * Every writer (each start or resume) opens its own file and begins with a SessionLog START at its
+ * first step, so TensorBoard drops what an interrupted run logged past its last checkpoint.
+ *
  * h_w / h_l are the RDPO loss terms of RDPO_SPEC.md section 4 as metrics.ts records them.
  */
 import { join } from "node:path";
@@ -48,10 +51,17 @@ export interface MetricsSink {
   record(record: MetricsRecord): Promise<void>;
   /** The before/after sample grid (a PNG) at `step`. */
   grid(step: number, png: Uint8Array): Promise<void>;
+  /** The run (re)starts logging at `step` (after a resume: the checkpoint's step + 1). */
+  start(step: number): Promise<void>;
   close(): Promise<void>;
 }
 
-const NO_SINK: MetricsSink = { record: async () => {}, grid: async () => {}, close: async () => {} };
+const NO_SINK: MetricsSink = {
+  record: async () => {},
+  grid: async () => {},
+  start: async () => {},
+  close: async () => {},
+};
 
 /** The sink of `target` for the run folder `runDir`. */
 export async function openMetricsSink(target: ReportTarget, runDir: string): Promise<MetricsSink> {
@@ -63,6 +73,7 @@ export async function openMetricsSink(target: ReportTarget, runDir: string): Pro
       return writer.scalars(record.step, scalarsOf(record), Number.isFinite(wallTime) ? wallTime : undefined);
     },
     grid: (step, png) => writer.image(step, GRID_TAG, png),
+    start: (step) => writer.sessionStart(step),
     close: () => writer.close(),
   };
 }
