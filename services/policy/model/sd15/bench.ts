@@ -69,8 +69,11 @@ export interface Sd15BenchResult {
   parameters: number;
   loadSeconds: number;
   rows: Sd15Row[];
-  /** The train step's loss and how far the adapter moved (max |delta| over its weights). */
-  loss: number;
+  /**
+   * Each train step's loss, in order (the first is ln 2 for RDPO: lora_B starts at 0, so the policy
+   * equals the reference), and how far the adapter moved over all steps (max |delta| of its weights).
+   */
+  losses: number[];
   adapterMaxDelta: number;
   adapterChanged: boolean;
   /** Finite log-probs of the sampled candidates [B, K]. */
@@ -283,11 +286,12 @@ export async function runSd15Bench(o: Sd15BenchOptions): Promise<Sd15BenchResult
     const beforeAdapter = await core.getAdapter(false);
     const before = beforeAdapter.weights;
     let optimizerStep = 0;
-    const trained = await add(
+    const losses: number[] = [];
+    await add(
       `RDPO LoRA train step, ${pairs} pairs + CFG`,
       "PolicyCore.trainStep on the sampled candidates: rank 4, checkpointed blocks, reference = LoRA off, Adam",
-      () =>
-        core.trainStep({
+      async () => {
+        const out = await core.trainStep({
           winners: side(cand(0)),
           losers: side(cand(1)),
           step,
@@ -296,7 +300,9 @@ export async function runSd15Bench(o: Sd15BenchOptions): Promise<Sd15BenchResult
           requestId: `bench-${optimizerStep++}`,
           returnGradients: false,
           noise: { seed: 1n, stream: BigInt(optimizerStep) },
-        }),
+        });
+        losses.push(out.loss);
+      },
     );
     const afterAdapter = await core.getAdapter(false);
     const adapterMaxDelta = maxAbsDelta(before, afterAdapter.weights);
@@ -322,7 +328,7 @@ export async function runSd15Bench(o: Sd15BenchOptions): Promise<Sd15BenchResult
       parameters,
       loadSeconds,
       rows,
-      loss: trained.loss,
+      losses,
       adapterMaxDelta,
       adapterChanged: afterAdapter.checksum !== beforeAdapter.checksum,
       logProbs,

@@ -43,7 +43,10 @@ function assertQuickResult(r: Sd15BenchResult, backend: string): void {
   assertEquals(r.parameters, miniParameters());
   assertEquals(r.rows.map((row) => ROWS.find((p) => row.what.startsWith(p)) ?? row.what), ROWS);
   for (const row of r.rows) assert(row.firstMs > 0 && Number.isFinite(row.ms), `${row.what}: ${row.ms}`);
-  assert(Number.isFinite(r.loss) && r.loss > 0, `loss ${r.loss}`);
+  assertEquals(r.losses.length, r.rows[0].reps + 1);
+  assert(r.losses.every((l) => Number.isFinite(l) && l > 0), `losses ${r.losses}`);
+  // Step 1: lora_B = 0, the policy is the reference, both log-ratios are 0: -log sigmoid(0).
+  assert(Math.abs(r.losses[0] - Math.LN2) < 1e-5, `first loss ${r.losses[0]}`);
   assert(r.adapterChanged && r.adapterMaxDelta > 0, `adapter did not move: ${r.adapterMaxDelta}`);
   // B = 2 prompts x K = 2 candidates, each a finite Gaussian log-density of its own draw.
   assertEquals(r.logProbs.length, 4);
