@@ -50,7 +50,7 @@ export function formatSd15Bench(r: Sd15BenchResult, ratios?: Map<string, number>
   const lp = r.logProbs.map((v) => v.toFixed(1)).join(", ");
   lines.push(
     `| train step loss, adapter moved | ${dash}loss per step ${
-      r.losses.map((l) => l.toFixed(6)).join(", ")
+      r.losses.map((l) => l.toPrecision(7)).join(", ")
     }; max \\|delta\\| of the LoRA weights ${r.adapterMaxDelta.toExponential(2)}, checksum ${
       r.adapterChanged ? "changed" : "UNCHANGED"
     } |`,
