@@ -35,7 +35,9 @@ export const MAKE_MODEL_FLAGS = {
     type: "string",
     // Resolved at run time, so help and the README do not carry this machine's absolute path.
     default: "",
-    description: "CLIP BPE vocabulary copied into tokenizer/ (skipped when absent); empty: the shared " +
+    description:
+      "CLIP BPE vocabulary that tokenizer/ (vocab.json, merges.txt: transformers' CLIPTokenizer) " +
+      "is written from (skipped when absent); empty: the shared " +
       "fixture clip-bpe/bpe_simple_vocab_16e6.txt.gz (../shared or $RDPO_SHARED_DIR)",
   },
 } as const satisfies FlagSpecs;

@@ -35,6 +35,39 @@ export function bytesToUnicode(): Map<number, string> {
   return new Map(bs.map((b, i) => [b, String.fromCodePoint(cs[i])]));
 }
 
+/** The merges the reference keeps (lines 1..CLIP_MERGE_COUNT of the vocabulary file), in rank order. */
+export function clipMerges(mergesText: string): [string, string][] {
+  const lines = mergesText.split("\n");
+  if (lines.length < CLIP_MERGE_COUNT + 1) {
+    throw new InvalidArgumentError(
+      "bpe vocabulary",
+      `expected at least ${CLIP_MERGE_COUNT + 1} lines (header + merges), got ${lines.length}`,
+    );
+  }
+  return lines.slice(1, CLIP_MERGE_COUNT + 1).map((l, i) => {
+    const parts = l.split(/\s+/).filter((p) => p.length > 0);
+    if (parts.length !== 2) {
+      throw new InvalidArgumentError(
+        "bpe vocabulary",
+        `line ${i + 2}: expected two symbols, got ${JSON.stringify(l)}`,
+      );
+    }
+    return parts as [string, string];
+  });
+}
+
+/**
+ * The symbols by id: the 256 byte symbols, the same with `</w>`, one per merge, then SOT and EOT
+ * (`<start_of_text>`, `<end_of_text>`).
+ */
+export function clipVocabulary(merges: readonly (readonly [string, string])[]): string[] {
+  const vocab: string[] = [...bytesToUnicode().values()];
+  for (const v of [...vocab]) vocab.push(v + "</w>");
+  for (const [a, b] of merges) vocab.push(a + b);
+  vocab.push(SOT_TOKEN, EOT_TOKEN);
+  return vocab;
+}
+
 // The reference pattern, with `\s` as the `regex` module's Unicode White_Space; flags: IGNORECASE.
 const TOKEN_RE =
   /<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\p{White_Space}\p{L}\p{N}]+/giu;
@@ -66,29 +99,10 @@ export class ClipBpeTokenizer {
 
   /** Builds the tokenizer from the decompressed text of `bpe_simple_vocab_16e6.txt`. */
   constructor(mergesText: string) {
-    const lines = mergesText.split("\n");
-    if (lines.length < CLIP_MERGE_COUNT + 1) {
-      throw new InvalidArgumentError(
-        "bpe vocabulary",
-        `expected at least ${CLIP_MERGE_COUNT + 1} lines (header + merges), got ${lines.length}`,
-      );
-    }
-    const merges = lines.slice(1, CLIP_MERGE_COUNT + 1).map((l, i) => {
-      const parts = l.split(/\s+/).filter((p) => p.length > 0);
-      if (parts.length !== 2) {
-        throw new InvalidArgumentError(
-          "bpe vocabulary",
-          `line ${i + 2}: expected two symbols, got ${JSON.stringify(l)}`,
-        );
-      }
-      return parts as [string, string];
-    });
+    const merges = clipMerges(mergesText);
     const b2u = bytesToUnicode();
     this.#byteEncoder = Array.from({ length: 256 }, (_, b) => b2u.get(b)!);
-    const vocab: string[] = [...b2u.values()];
-    for (const v of [...vocab]) vocab.push(v + "</w>");
-    for (const [a, b] of merges) vocab.push(a + b);
-    vocab.push(SOT_TOKEN, EOT_TOKEN);
+    const vocab = clipVocabulary(merges);
     vocab.forEach((tok, id) => this.#encoder.set(tok, id));
     merges.forEach(([a, b], rank) => this.#ranks.set(`${a} ${b}`, rank));
     this.sotId = this.#encoder.get(SOT_TOKEN)!;

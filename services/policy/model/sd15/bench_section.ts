@@ -1,11 +1,25 @@
 /** The `sd15` section of `deno task bench`: its flags and what it prints (bench.ts does the work). */
 import type { FlagSpecs } from "../../../../lib/rpc/flags.ts";
 import { type BackendName, BACKENDS, parseBackendName } from "../../../../lib/tensor/backend.ts";
-import { formatSd15Bench, runSd15Bench } from "./bench.ts";
+import { runSd15Bench } from "./bench.ts";
+import { formatSd15Bench } from "./bench_format.ts";
+import { MODEL_SPECS } from "./specs.ts";
 import { formatTorchTimings, readTorchTimings, torchRatios } from "./torch_baseline.ts";
 
 export const SD15_BENCH_FLAGS = {
-  quick: { type: "bool", description: "sd15: 8x8 latents (CI, no GPU) instead of 64x64" },
+  quick: {
+    type: "bool",
+    description:
+      "sd15: the same code on sd15-mini (SD1.5's layout, small widths) at 8x8 latents (CI, no GPU)",
+  },
+  config: {
+    type: "string",
+    default: "",
+    choices: ["", ...Object.keys(MODEL_SPECS)],
+    description: "sd15: model spec of the random weights (default: sd15-mini with --quick, else sd15)",
+  },
+  latent: { type: "int", default: 0, min: 0, description: "sd15: latent side (0: 8 with --quick, else 64)" },
+  pairs: { type: "int", default: 2, min: 1, description: "sd15: prompts sampled = pairs of the train step" },
   backend: {
     type: "string",
     default: "",
@@ -16,6 +30,10 @@ export const SD15_BENCH_FLAGS = {
   variant: { type: "string", default: "", description: 'sd15: weight variant of --model-dir, e.g. "fp16"' },
   requireGpu: { type: "bool", description: "sd15: refuse to time on a fallback (software) adapter" },
   iters: { type: "int", default: 0, min: 0, description: "sd15: timed repetitions (0: 1 quick, 3 full)" },
+  firstOnly: {
+    type: "bool",
+    description: "sd15: time the first call of each row only (full width on a software adapter)",
+  },
   out: { type: "string", default: "", description: "sd15: also write the table (Markdown) and JSON here" },
   torchJson: {
     type: "string",
@@ -26,6 +44,10 @@ export const SD15_BENCH_FLAGS = {
 
 export async function runSd15Section(values: {
   quick: boolean;
+  config: string;
+  latent: number;
+  pairs: number;
+  firstOnly: boolean;
   backend: string;
   modelDir: string;
   variant: string;
@@ -34,14 +56,22 @@ export async function runSd15Section(values: {
   out: string;
   torchJson: string;
 }): Promise<void> {
-  console.log(`## Stable Diffusion 1.5 at full width${values.quick ? " (--quick: 8x8 latents)" : ""}\n`);
+  const config = values.config || (values.quick ? "sd15-mini" : "sd15");
+  console.log(
+    `## Stable Diffusion 1.5 ${config === "sd15" ? "at full width" : `layout at reduced width (${config})`}${
+      values.quick ? " (--quick)" : ""
+    }\n`,
+  );
   const result = await runSd15Bench({
     quick: values.quick,
+    config,
+    latent: values.latent || undefined,
+    pairs: values.pairs,
     backend: values.backend ? parseBackendName(values.backend) as BackendName : undefined,
     modelDir: values.modelDir || undefined,
     variant: values.variant,
     requireHardware: values.requireGpu,
-    iters: values.iters || undefined,
+    iters: values.firstOnly ? 0 : values.iters || undefined,
   });
   const torch = values.torchJson ? await readTorchTimings(values.torchJson) : null;
   let table = formatSd15Bench(result, torch ? torchRatios(result.rows, torch) : undefined);

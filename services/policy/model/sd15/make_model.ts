@@ -22,6 +22,7 @@ import { mulberry32 } from "../random.ts";
 import { randomTorchValues } from "../weights.ts";
 import { pathExists } from "../../../../lib/fs/exists.ts";
 import { type ModelSpec } from "./specs.ts";
+import { writeClipTokenizerFolder } from "./tokenizer_folder.ts";
 
 export type WeightDtype = "f32" | "f16";
 
@@ -34,7 +35,7 @@ export interface MakeModelOptions {
   maxShardBytes?: number;
   /** Standard deviation of the random weights. */
   std?: number;
-  /** A CLIP BPE vocabulary (bpe_simple_vocab_16e6.txt.gz) copied into tokenizer/. */
+  /** A CLIP BPE vocabulary (bpe_simple_vocab_16e6.txt.gz): tokenizer/ gets transformers' CLIPTokenizer files from it. */
   tokenizerVocab?: string | null;
   onProgress?: (component: string, done: number, total: number) => void;
 }
@@ -176,8 +177,12 @@ export async function makeModelFolder(options: MakeModelOptions): Promise<Writte
   await Deno.mkdir(join(o.out, "scheduler"), { recursive: true });
   await writeJson(join(o.out, "scheduler", "scheduler_config.json"), spec.scheduler);
   if (o.tokenizerVocab) {
-    await Deno.mkdir(join(o.out, "tokenizer"), { recursive: true });
-    await Deno.copyFile(o.tokenizerVocab, join(o.out, "tokenizer", "bpe_simple_vocab_16e6.txt.gz"));
+    const maxLength = (spec.textEncoder as { max_position_embeddings: number }).max_position_embeddings;
+    for (
+      const path of await writeClipTokenizerFolder(o.tokenizerVocab, join(o.out, "tokenizer"), maxLength)
+    ) {
+      written.push({ path, bytes: (await Deno.stat(path)).size });
+    }
   }
   await writeJson(join(o.out, "model_index.json"), {
     ...spec.modelIndex,
