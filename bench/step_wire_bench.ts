@@ -19,7 +19,7 @@ import { initBackend } from "../lib/tensor/backend.ts";
 import { writeTinyModel } from "../services/policy/testing/tiny_model.ts";
 import { parseConfig } from "../services/trainer/config.ts";
 import { train } from "../services/trainer/loop.ts";
-import { readMetrics, type StepMetrics } from "../services/trainer/metrics.ts";
+import { readMetrics, type StepMetrics, type WireByRpc } from "../services/trainer/metrics.ts";
 
 export interface StepWireRow {
   setup: string;
@@ -30,6 +30,30 @@ export interface StepWireRow {
   wireMs: number;
   wireMsRange: [number, number];
   stepMs: number;
+  /** Per RPC name: medians over the measured steps of that RPC's per-step totals. */
+  byRpc: Record<string, WireByRpc>;
+}
+
+/** Median per field of each RPC's per-step totals (steps where it was not called count as 0). */
+function medianByRpc(records: StepMetrics[]): Record<string, WireByRpc> {
+  const names = [...new Set(records.flatMap((r) => Object.keys(r.wire_by_rpc ?? {})))].sort();
+  const fields = [
+    "calls",
+    "wall_ms",
+    "server_ms",
+    "wire_ms",
+    "encode_ms",
+    "decode_ms",
+    "server_pre_ms",
+    "bytes_sent",
+    "bytes_received",
+  ] as const;
+  return Object.fromEntries(names.map((n) => [
+    n,
+    Object.fromEntries(
+      fields.map((f) => [f, median(records.map((r) => r.wire_by_rpc?.[n]?.[f] ?? 0))]),
+    ) as unknown as WireByRpc,
+  ]));
 }
 
 export async function runStepWireBench({ steps = 5 } = {}): Promise<StepWireRow[]> {
@@ -88,6 +112,7 @@ export async function runStepWireBench({ steps = 5 } = {}): Promise<StepWireRow[
         wireMs: of((r) => r.wire_ms),
         wireMsRange: [Math.min(...records.map((r) => r.wire_ms)), Math.max(...records.map((r) => r.wire_ms))],
         stepMs: of((r) => r.step_seconds * 1000),
+        byRpc: medianByRpc(records),
       });
     }
   } finally {
@@ -111,6 +136,31 @@ export function formatStepWireBench(rows: StepWireRow[]): string {
   ].join("\n");
 }
 
+/**
+ * Where each RPC's wire time goes (medians per step): client protobuf encode and decode, the
+ * server's decode + dispatch before its handler, and the rest (grpc-js on both ends, HTTP/2,
+ * loopback, event-loop turns), which is what is left of wall - handler - those.
+ */
+export function formatWireBreakdown(rows: StepWireRow[]): string {
+  const f = (v: number) => v.toFixed(2);
+  const lines = [
+    "| estimator | RPC | calls/step | wall ms | server handler ms | wire ms | client encode | client decode | server decode+dispatch | transport (rest) | KiB sent | KiB received |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const r of rows) {
+    const estimator = r.setup.match(/estimator (\S+)/)?.[1] ?? r.setup;
+    for (const [name, b] of Object.entries(r.byRpc)) {
+      const rest = b.wire_ms - b.encode_ms - b.decode_ms - b.server_pre_ms;
+      lines.push(
+        `| ${estimator} | ${name} | ${b.calls} | ${f(b.wall_ms)} | ${f(b.server_ms)} | ${f(b.wire_ms)} | ` +
+          `${f(b.encode_ms)} | ${f(b.decode_ms)} | ${f(b.server_pre_ms)} | ${f(rest)} | ` +
+          `${(b.bytes_sent / 1024).toFixed(1)} | ${(b.bytes_received / 1024).toFixed(1)} |`,
+      );
+    }
+  }
+  return lines.join("\n");
+}
+
 export const STEP_WIRE_BENCH_FLAGS = {
   steps: {
     type: "int",
@@ -126,7 +176,10 @@ export const STEP_WIRE_BENCH_COMMAND: CommandSpec<typeof STEP_WIRE_BENCH_FLAGS> 
   flags: STEP_WIRE_BENCH_FLAGS,
   examples: ["deno run -A bench/step_wire_bench.ts", "deno run -A bench/step_wire_bench.ts --steps 3"],
   async run(values) {
-    console.log(formatStepWireBench(await runStepWireBench({ steps: values.steps })));
+    const rows = await runStepWireBench({ steps: values.steps });
+    console.log(formatStepWireBench(rows));
+    console.log();
+    console.log(formatWireBreakdown(rows));
     Deno.exit(0);
   },
 };

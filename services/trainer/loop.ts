@@ -32,7 +32,7 @@ import { join } from "node:path";
 import { buildReport } from "./report/build.ts";
 import { openMetricsSink } from "./report/tensorboard.ts";
 import { openRun } from "./run_dir.ts";
-import { connectServices } from "./services.ts";
+import { connectServices, wireByRpc } from "./services.ts";
 import { collectPairs, type PolicyStamp, type TransitionPair } from "./trajectory.ts";
 import { DataParallel } from "./data_parallel_step.ts";
 import { isDataParallel } from "./replicas.ts";
@@ -296,6 +296,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           rpcs: clock.calls,
           wire_bytes_sent: clock.bytesSent,
           wire_bytes_received: clock.bytesReceived,
+          wire_by_rpc: wireByRpc(clock.byRpc),
           phases,
           grad_norm: summary?.grad_norm,
           optimizer_step: pos.optimizerStep,
