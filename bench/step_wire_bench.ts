@@ -23,6 +23,10 @@ import { readMetrics, type StepMetrics, type WireByRpc } from "../services/train
 
 export interface StepWireRow {
   setup: string;
+  /** Which sampling path (PATHS). */
+  path: string;
+  /** 1-minute load average after the path's runs (median over rounds). */
+  load: number;
   steps: number;
   rpcs: number;
   bytesSent: number;
@@ -56,7 +60,13 @@ function medianByRpc(records: StepMetrics[]): Record<string, WireByRpc> {
   ]));
 }
 
-export async function runStepWireBench({ steps = 5 } = {}): Promise<StepWireRow[]> {
+/** The two sampling paths, measured interleaved: the old one call per inference step, and lead steps. */
+const PATHS = [
+  { name: "before: one SampleCandidates per step", leadSteps: false },
+  { name: "after: lead steps in the next call", leadSteps: true },
+] as const;
+
+export async function runStepWireBench({ steps = 5, rounds = 2 } = {}): Promise<StepWireRow[]> {
   const tmp = await Deno.makeTempDir({ prefix: "rdpo-step-wire-" });
   const modelDir = join(tmp, "model");
   await initBackend("cpu");
@@ -75,36 +85,64 @@ export async function runStepWireBench({ steps = 5 } = {}): Promise<StepWireRow[
     "--adapter-root",
     join(tmp, "adapters"),
   ]);
-  const rows: StepWireRow[] = [];
+  const estimators = ["q", "delta_q"] as const;
+  const collected = new Map<string, { records: StepMetrics[]; loads: number[] }>();
+  let run = 0;
   try {
     await reward.start();
     await policy.start();
-    for (const estimator of ["q", "delta_q"] as const) {
-      const runDir = join(tmp, `run-${estimator}`);
-      const config = parseConfig(JSON.stringify({
-        method: "rdpo",
-        seed: 3,
-        run_dir: runDir,
-        progress: "none",
-        sampling: { num_inference_steps: 4, eta: 1.0, guidance_scale: 3.0 },
-        preference: { num_candidates: 3, finetune_step_indices: [0, 2], estimator },
-        loss: { beta: 0.1, lambda: 100 },
-        lora: { rank: 2 },
-        optimizer: { lr: 0.01 },
-        training: { steps, prompt_batch_size: 2 },
-        prompts: { file: promptsFile },
-        scorers: [{ name: "jpeg_compressibility", weight: 1 }],
-        eval: { every: 0, at_start: false, at_end: false },
-        services: { policy: policy.address, reward: reward.address },
-        checkpoint: { every: steps, keep_last: 1 },
-      }));
-      await train(config, { progress: "none", log: () => {}, skipEvaluation: true });
-      const records = (await readMetrics(join(runDir, "metrics.jsonl")))
-        .filter((r): r is StepMetrics => r.type === "step")
-        .slice(1); // the first step warms connections and JIT
+    // Rounds of (estimator x path), so both paths see the same machine load.
+    for (let round = 0; round < rounds; round++) {
+      for (const estimator of estimators) {
+        for (const path of PATHS) {
+          const runDir = join(tmp, `run-${run++}`);
+          const config = parseConfig(JSON.stringify({
+            method: "rdpo",
+            seed: 3,
+            run_dir: runDir,
+            progress: "none",
+            sampling: { num_inference_steps: 4, eta: 1.0, guidance_scale: 3.0 },
+            preference: { num_candidates: 3, finetune_step_indices: [0, 2], estimator },
+            loss: { beta: 0.1, lambda: 100 },
+            lora: { rank: 2 },
+            optimizer: { lr: 0.01 },
+            training: { steps, prompt_batch_size: 2 },
+            prompts: { file: promptsFile },
+            scorers: [{ name: "jpeg_compressibility", weight: 1 }],
+            eval: { every: 0, at_start: false, at_end: false },
+            services: { policy: policy.address, reward: reward.address },
+            checkpoint: { every: steps, keep_last: 1 },
+          }));
+          await train(config, {
+            progress: "none",
+            log: () => {},
+            skipEvaluation: true,
+            sampleLeadSteps: path.leadSteps,
+          });
+          const records = (await readMetrics(join(runDir, "metrics.jsonl")))
+            .filter((r): r is StepMetrics => r.type === "step")
+            .slice(1); // the first step of a run warms connections and JIT
+          const key = `${estimator}|${path.name}`;
+          const c = collected.get(key) ?? { records: [], loads: [] };
+          c.records.push(...records);
+          c.loads.push(Deno.loadavg()[0]);
+          collected.set(key, c);
+        }
+      }
+    }
+  } finally {
+    await policy.stop().catch(() => {});
+    await reward.stop().catch(() => {});
+    await Deno.remove(tmp, { recursive: true });
+  }
+  const rows: StepWireRow[] = [];
+  for (const estimator of estimators) {
+    for (const path of PATHS) {
+      const { records, loads } = collected.get(`${estimator}|${path.name}`)!;
       const of = (f: (r: StepMetrics) => number) => median(records.map(f));
       rows.push({
         setup: `tiny model, K=3, T=4, fine-tune steps [0, 2], 2 prompts, estimator ${estimator}`,
+        path: path.name,
         steps: records.length,
         rpcs: of((r) => r.rpcs ?? NaN),
         bytesSent: of((r) => r.wire_bytes_sent ?? NaN),
@@ -112,13 +150,10 @@ export async function runStepWireBench({ steps = 5 } = {}): Promise<StepWireRow[
         wireMs: of((r) => r.wire_ms),
         wireMsRange: [Math.min(...records.map((r) => r.wire_ms)), Math.max(...records.map((r) => r.wire_ms))],
         stepMs: of((r) => r.step_seconds * 1000),
+        load: median(loads),
         byRpc: medianByRpc(records),
       });
     }
-  } finally {
-    await policy.stop().catch(() => {});
-    await reward.stop().catch(() => {});
-    await Deno.remove(tmp, { recursive: true });
   }
   return rows;
 }
@@ -126,12 +161,15 @@ export async function runStepWireBench({ steps = 5 } = {}): Promise<StepWireRow[
 export function formatStepWireBench(rows: StepWireRow[]): string {
   const kib = (n: number) => (n / 1024).toFixed(1);
   return [
-    "| setup | steps measured | RPCs/step | KiB sent/step | KiB received/step | wire ms/step (range) | wire ms per RPC | step ms |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| setup | path | steps measured | RPCs/step | KiB sent/step | KiB received/step | wire ms/step (range) | wire ms per RPC | step ms | goal <= 15 ms | load |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ...rows.map((r) =>
-      `| ${r.setup} | ${r.steps} | ${r.rpcs} | ${kib(r.bytesSent)} | ${kib(r.bytesReceived)} | ` +
+      `| ${r.setup} | ${r.path} | ${r.steps} | ${r.rpcs} | ${kib(r.bytesSent)} | ${kib(r.bytesReceived)} | ` +
       `${r.wireMs.toFixed(1)} (${r.wireMsRange[0].toFixed(1)}-${r.wireMsRange[1].toFixed(1)}) | ` +
-      `${(r.wireMs / r.rpcs).toFixed(2)} | ${r.stepMs.toFixed(0)} |`
+      `${(r.wireMs / r.rpcs).toFixed(2)} | ${r.stepMs.toFixed(0)} | ${
+        r.wireMs <= 15 ? "met" : "not met"
+      } | ` +
+      `${r.load.toFixed(2)} |`
     ),
   ].join("\n");
 }
@@ -144,15 +182,17 @@ export function formatStepWireBench(rows: StepWireRow[]): string {
 export function formatWireBreakdown(rows: StepWireRow[]): string {
   const f = (v: number) => v.toFixed(2);
   const lines = [
-    "| estimator | RPC | calls/step | wall ms | server handler ms | wire ms | client encode | client decode | server decode+dispatch | transport (rest) | KiB sent | KiB received |",
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| estimator | path | RPC | calls/step | wall ms | server handler ms | wire ms | client encode | client decode | server decode+dispatch | transport (rest) | KiB sent | KiB received |",
+    "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const r of rows) {
     const estimator = r.setup.match(/estimator (\S+)/)?.[1] ?? r.setup;
     for (const [name, b] of Object.entries(r.byRpc)) {
       const rest = b.wire_ms - b.encode_ms - b.decode_ms - b.server_pre_ms;
       lines.push(
-        `| ${estimator} | ${name} | ${b.calls} | ${f(b.wall_ms)} | ${f(b.server_ms)} | ${f(b.wire_ms)} | ` +
+        `| ${estimator} | ${r.path.split(":")[0]} | ${name} | ${b.calls} | ${f(b.wall_ms)} | ${
+          f(b.server_ms)
+        } | ${f(b.wire_ms)} | ` +
           `${f(b.encode_ms)} | ${f(b.decode_ms)} | ${f(b.server_pre_ms)} | ${f(rest)} | ` +
           `${(b.bytes_sent / 1024).toFixed(1)} | ${(b.bytes_received / 1024).toFixed(1)} |`,
       );
@@ -166,7 +206,13 @@ export const STEP_WIRE_BENCH_FLAGS = {
     type: "int",
     default: 5,
     min: 2,
-    description: "training steps per setup (the first is a warm-up, left out of the medians)",
+    description: "training steps per run (the first is a warm-up, left out of the medians)",
+  },
+  rounds: {
+    type: "int",
+    default: 2,
+    min: 1,
+    description: "interleaved rounds of (estimator x path) runs",
   },
 } as const satisfies FlagSpecs;
 
@@ -176,7 +222,7 @@ export const STEP_WIRE_BENCH_COMMAND: CommandSpec<typeof STEP_WIRE_BENCH_FLAGS> 
   flags: STEP_WIRE_BENCH_FLAGS,
   examples: ["deno run -A bench/step_wire_bench.ts", "deno run -A bench/step_wire_bench.ts --steps 3"],
   async run(values) {
-    const rows = await runStepWireBench({ steps: values.steps });
+    const rows = await runStepWireBench({ steps: values.steps, rounds: values.rounds });
     console.log(formatStepWireBench(rows));
     console.log();
     console.log(formatWireBreakdown(rows));

@@ -32,6 +32,7 @@ import {
   type StepOptions,
   type TransitionsInput,
 } from "./core.ts";
+import { sampleWithLeadSteps } from "./lead_steps.ts";
 import type { PolicyCoreApi } from "./worker_core.ts";
 
 /** Largest image side accepted by EncodeImages. */
@@ -217,6 +218,7 @@ export function policyService(core: PolicyCoreApi): ImplOf<typeof PolicyService>
         instanceId: i.instanceId,
         maxSequenceLength: i.maxSequenceLength,
         numTrainTimesteps: i.numTrainTimesteps,
+        sampleLeadSteps: true,
       };
     },
 
@@ -230,7 +232,7 @@ export function policyService(core: PolicyCoreApi): ImplOf<typeof PolicyService>
     },
 
     async sampleCandidates(req) {
-      const r = await core.sampleCandidates({
+      const r = await sampleWithLeadSteps(core, {
         conditioning: conditioning(req.conditioning, "conditioning"),
         latents: float("latents", req.latents),
         stepIndex: req.stepIndex,
@@ -242,7 +244,7 @@ export function policyService(core: PolicyCoreApi): ImplOf<typeof PolicyService>
         decodeCandidates: req.decodeCandidates,
         decodeParent: req.decodeParent,
         role: role(req.role, "role"),
-      });
+      }, { count: req.leadSteps, noise: rngKey(req.leadNoise) });
       return {
         candidates: tensorOut(r.candidates),
         logProbs: r.logProbs ? tensorOut(r.logProbs) : undefined,
@@ -253,6 +255,7 @@ export function policyService(core: PolicyCoreApi): ImplOf<typeof PolicyService>
         timestep: BigInt(r.timestep),
         prevTimestep: BigInt(r.prevTimestep),
         sigma: r.sigma,
+        parentLatents: r.parentLatents ? tensorOut(r.parentLatents) : undefined,
         ...await adapterStamp(core),
       };
     },

@@ -65,6 +65,12 @@ export interface TrainOptions {
   skipEvaluation?: boolean;
   /** Stops the run after the current step (with a checkpoint). */
   signal?: AbortSignal;
+  /**
+   * Run the single-candidate steps between two choice points in the SampleCandidates call of the
+   * step after them (issue 21; default: whenever the policy's GetInfo says it serves lead_steps).
+   * false: one call per inference step, the old path (the wire bench's baseline).
+   */
+  sampleLeadSteps?: boolean;
   /** Called with every metrics record as it is written (progress streaming). */
   onRecord?: (record: MetricsRecord, total: number) => void;
 }
@@ -99,6 +105,8 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
   try {
     const info = await services.call("get_info", (o) => services.policy.getInfo({}, o));
     const latentShape = info.latentShape.map(Number);
+    // Single-candidate steps ride in the next SampleCandidates call where the policy serves that.
+    const leadSteps = info.sampleLeadSteps && (options.sampleLeadSteps ?? true);
     if (info.loraRank !== config.lora.rank) {
       throw new FailedPreconditionError(
         `lora.rank: the policy serves rank ${info.loraRank}, the config asks for ${config.lora.rank} (start it with --lora-rank ${config.lora.rank})`,
@@ -204,7 +212,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           : null;
         const collected = parallel?.collected ?? await stepTrace.run(() =>
           collectPairs(
-            { config, services, latentShape, step, checkPolicy },
+            { config, services, latentShape, step, checkPolicy, leadSteps },
             batch.prompts,
             seed,
             BigInt(pos.step) << 32n,
