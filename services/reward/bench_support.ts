@@ -17,8 +17,15 @@ export interface RewardBenchRow {
   imagesPerSecond: number;
   minImagesPerSecond: number;
   maxImagesPerSecond: number;
-  /** Median throughput relative to the comparison's first (baseline) row. */
+  /**
+   * Median over rounds of this round's throughput relative to the same round's baseline (the mean
+   * of the comparison's rows marked `baseline`, else its first row): a ratio per round, so load
+   * that changes between rounds cancels (issue 21).
+   */
   ratio: number;
+  /** Smallest and largest per-round ratio (the spread). */
+  minRatio: number;
+  maxRatio: number;
   note: string;
 }
 
@@ -27,6 +34,8 @@ export interface Mode {
   mode: string;
   note: string;
   images: number;
+  /** Part of the comparison's baseline (per-round ratios are taken against their mean). */
+  baseline?: boolean;
   run(): Promise<void>;
 }
 
@@ -83,25 +92,36 @@ export async function spawnService(args: string[]): Promise<{ address: string; s
 export async function measure(modes: Mode[], rounds: number): Promise<RewardBenchRow[]> {
   const samples = modes.map(() => [] as number[]);
   for (let r = 0; r < rounds; r++) {
-    for (const [i, mode] of modes.entries()) {
+    // The order rotates by one mode per round, so no mode always runs first (warm-up) or last.
+    for (let j = 0; j < modes.length; j++) {
+      const i = (j + r) % modes.length;
       const t0 = performance.now();
-      await mode.run();
-      samples[i].push(mode.images / ((performance.now() - t0) / 1000));
+      await modes[i].run();
+      samples[i].push(modes[i].images / ((performance.now() - t0) / 1000));
     }
   }
-  const rows = modes.map((mode, i) => ({
-    comparison: mode.comparison,
-    mode: mode.mode,
-    images: mode.images,
-    imagesPerSecond: median(samples[i]),
-    minImagesPerSecond: Math.min(...samples[i]),
-    maxImagesPerSecond: Math.max(...samples[i]),
-    ratio: 1,
-    note: mode.note,
-  }));
-  for (const row of rows) {
-    const base = rows.find((r) => r.comparison === row.comparison)!;
-    row.ratio = row.imagesPerSecond / base.imagesPerSecond;
-  }
+  const baseOf = (comparison: string) => {
+    const inGroup = modes.flatMap((m, i) => m.comparison === comparison ? [i] : []);
+    const marked = inGroup.filter((i) => modes[i].baseline);
+    return marked.length ? marked : inGroup.slice(0, 1);
+  };
+  const rows = modes.map((mode, i) => {
+    const base = baseOf(mode.comparison);
+    const perRound = samples[i].map((v, r) =>
+      v / (base.reduce((a, b) => a + samples[b][r], 0) / base.length)
+    );
+    return {
+      comparison: mode.comparison,
+      mode: mode.mode,
+      images: mode.images,
+      imagesPerSecond: median(samples[i]),
+      minImagesPerSecond: Math.min(...samples[i]),
+      maxImagesPerSecond: Math.max(...samples[i]),
+      ratio: median(perRound),
+      minRatio: Math.min(...perRound),
+      maxRatio: Math.max(...perRound),
+      note: mode.note,
+    };
+  });
   return rows;
 }
