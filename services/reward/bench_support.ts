@@ -53,7 +53,23 @@ export function noiseImage(side: number, seed: number): RgbImage {
  * The service as its own process (as deployed: clients elsewhere, so their encoding does not share
  * the server's event loop). Resolves once it printed `listening on`.
  */
-export async function spawnService(args: string[]): Promise<{ address: string; stop(): Promise<void> }> {
+/**
+ * CPU milliseconds (user + system, all threads) process `pid` has used ("self": this one), from
+ * /proc (10 ms ticks); NaN where /proc is not there.
+ */
+export function cpuMs(pid: number | "self"): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime (fields 14, 15) at 100 Hz
+  } catch {
+    return NaN;
+  }
+}
+
+export async function spawnService(
+  args: string[],
+): Promise<{ address: string; pid: number; stop(): Promise<void> }> {
   const main = fileURLToPath(new URL("./main.ts", import.meta.url));
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", main, "--host=127.0.0.1", "--port=0", ...args],
@@ -70,6 +86,7 @@ export async function spawnService(args: string[]): Promise<{ address: string; s
   const address = /listening on (\S+)/.exec(out)![1];
   return {
     address,
+    pid: child.pid,
     async stop() {
       try {
         child.kill("SIGTERM");
