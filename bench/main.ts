@@ -46,9 +46,16 @@ async function bench(values: FlagValues<typeof BENCH_FLAGS>): Promise<void> {
   if (only.has("wire")) {
     console.log("## gRPC wire cost (loopback) vs in-process\n");
     console.log(formatWireBench(await runWireBench({ iterations: 100 })) + "\n");
-    const { formatStepWireBench, runStepWireBench } = await import("./step_wire_bench.ts");
-    console.log("## RDPO step on the wire (tiny model, real service processes)\n");
-    console.log(formatStepWireBench(await runStepWireBench({ steps: 5 })) + "\n");
+    const { formatStepWireBench, formatWireBreakdown, runStepWireBench } = await import(
+      "./step_wire_bench.ts"
+    );
+    console.log(
+      "## RDPO step on the wire (tiny model, real service processes; before and after interleaved)\n",
+    );
+    const stepRows = await runStepWireBench({ steps: 5 });
+    console.log(formatStepWireBench(stepRows) + "\n");
+    console.log("Where the wire time goes, per RPC (medians per step):\n");
+    console.log(formatWireBreakdown(stepRows) + "\n");
   }
   if (only.has("model")) {
     const { formatTable, runModelBench } = await import("../services/policy/model/bench.ts");

@@ -227,7 +227,11 @@ Deno.test({
             s.name === `rdpo.v1.PolicyService/${method}` && s.kind === OtlpSpanKind.SERVER
           );
         const sample = serverSpans("SampleCandidates");
-        assertEquals(sample.length, INFERENCE_STEPS, "one SampleCandidates per inference step");
+        // One SampleCandidates per choice point (a fine-tune step, or the last): the single-candidate
+        // steps before one run in its call (lead_steps, issue 21).
+        const choicePoints = Array.from({ length: INFERENCE_STEPS }, (_, i) => i)
+          .filter((i) => FINETUNE_INDICES.includes(i) || i === INFERENCE_STEPS - 1);
+        assertEquals(sample.length, choicePoints.length, "one SampleCandidates per choice point");
         for (const s of sample) {
           assertEquals(serviceOf(s), "rdpo-policy");
           assert(underStep(s), "SampleCandidates server span under the step span");

@@ -116,6 +116,26 @@ Deno.test({
         assertEquals(resumed.adapterChecksum, reference);
       });
 
+      await t.step(
+        "one SampleCandidates per inference step (no lead steps): same adapter, one RPC more per step",
+        async () => {
+          const r = await train(config("lead-off"), {
+            progress: "none",
+            log: () => {},
+            skipEvaluation: true,
+            sampleLeadSteps: false,
+          });
+          assertEquals(r.adapterChecksum, reference);
+          const rpcs = async (dir: string) =>
+            (await readMetrics(join(tmp, dir, "metrics.jsonl"))).flatMap((x) =>
+              x.type === "step" ? [x.rpcs] : []
+            );
+          // T = 4, fine-tune steps [0, 2]: step 1 rides in step 2's call (the first step also restores).
+          const [off, on] = [await rpcs("lead-off"), await rpcs("a")];
+          assertEquals(off.slice(1), on.slice(1).map((n) => n! + 1));
+        },
+      );
+
       await t.step("reward service killed and restarted mid-run: same adapter", async () => {
         let restarted: Promise<void> | null = null;
         const r = await train(config("c"), {

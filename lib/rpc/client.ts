@@ -58,6 +58,11 @@ export interface CallOptions {
    * when none arrived) once the call settles, so callers can account for what they send.
    */
   onMessageBytes?: (sent: number, received: number) => void;
+  /**
+   * Unary calls: receives the milliseconds this client spent encoding the request and decoding the
+   * response (0 when none arrived) once the call settles (the wire-time breakdown, issue 21).
+   */
+  onCodecMs?: (encodeMs: number, decodeMs: number) => void;
 }
 
 /** What a client hook sees; `metadata` may be modified (it is sent). */
@@ -240,14 +245,23 @@ function makeMethod(
   switch (method.methodKind) {
     case "unary":
       return (request: unknown, options: CallOptions = {}) => {
+        const encodeStarted = performance.now();
         const bytes = encodeRequest(method.input, request);
+        const encodeMs = performance.now() - encodeStarted;
         const { metadata, callOptions, end } = begin(options);
         const onBytes = options.onMessageBytes;
+        const onCodec = options.onCodecMs;
         let received = 0;
-        const decodeCounted = onBytes
+        let decodeMs = 0;
+        const decodeCounted = onBytes || onCodec
           ? (b: Buffer) => {
             received = b.length;
-            return decode(b);
+            const t = performance.now();
+            try {
+              return decode(b);
+            } finally {
+              decodeMs = performance.now() - t;
+            }
           }
           : decode;
         return new Promise((resolve, reject) => {
@@ -263,6 +277,7 @@ function makeMethod(
               () => {
                 detach();
                 onBytes?.(bytes.length, received);
+                onCodec?.(encodeMs, decodeMs);
               },
               end,
               resolve,

@@ -45,6 +45,16 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
  */
 export const SERVER_TIME_TRAILER = "rdpo-server-ms";
 
+/**
+ * Trailer beside SERVER_TIME_TRAILER on unary responses: milliseconds from the start of request
+ * decoding to the handler's start (protobuf decode, grpc-js dispatch, the call middleware's entry),
+ * part of what a client counts as wire time (issue 21: the wire-time breakdown).
+ */
+export const SERVER_PRE_TIME_TRAILER = "rdpo-server-pre-ms";
+
+/** When each decoded unary request began decoding (performance.now()), for SERVER_PRE_TIME_TRAILER. */
+const decodeStartedAt = new WeakMap<object, number>();
+
 export interface ServerOptions {
   /** Largest request accepted (bigger ones: RESOURCE_EXHAUSTED). */
   maxReceiveMessageBytes?: number;
@@ -157,7 +167,12 @@ export class RpcServer {
         requestStream: w.requestStream,
         responseStream: w.responseStream,
         requestSerialize: (m) => encodeMessage(method.input, m as Message), // unused by servers
-        requestDeserialize: (bytes) => decodeMessageSafely(method.input, bytes),
+        requestDeserialize: (bytes) => {
+          const started = performance.now();
+          const message = decodeMessageSafely(method.input, bytes);
+          decodeStartedAt.set(message, started);
+          return message;
+        },
         // Responses are encoded by the wrapper (encode failures become a logged INTERNAL).
         responseSerialize: (bytes) => bytes,
         responseDeserialize: (bytes) => bytes,
@@ -321,14 +336,17 @@ export class RpcServer {
           const done = this.#track(call);
           let response: Buffer | undefined;
           let handlerMs = 0;
+          let preMs = NaN;
           this.#run(call, "unary", async () => {
             const started = performance.now();
+            preMs = started - (decodeStartedAt.get(stream.request as object) ?? NaN);
             response = encode(await handler(requestOf(stream.request), call));
             handlerMs = performance.now() - started;
           }).then((status) => {
             call.finish();
             if (status.code === Code.OK) {
               call.setTrailer(SERVER_TIME_TRAILER, handlerMs.toFixed(3));
+              if (Number.isFinite(preMs)) call.setTrailer(SERVER_PRE_TIME_TRAILER, preMs.toFixed(3));
               call.flushHeaders(stream);
               callback(null, response, call.trailers);
             } else {

@@ -33,6 +33,7 @@ import {
   type StepOptions,
   type TransitionsInput,
 } from "./core.ts";
+import { sampleWithLeadSteps } from "./lead_steps.ts";
 import type { PolicyCoreApi } from "./worker_core.ts";
 
 /** Largest image side accepted by EncodeImages. */
@@ -218,6 +219,7 @@ export function policyService(core: PolicyCoreApi): ImplOf<typeof PolicyService>
         instanceId: i.instanceId,
         maxSequenceLength: i.maxSequenceLength,
         numTrainTimesteps: i.numTrainTimesteps,
+        sampleLeadSteps: true,
       };
     },
 
@@ -231,7 +233,7 @@ export function policyService(core: PolicyCoreApi): ImplOf<typeof PolicyService>
     },
 
     async sampleCandidates(req) {
-      const r = await core.sampleCandidates({
+      const r = await sampleWithLeadSteps(core, {
         conditioning: conditioning(req.conditioning, "conditioning"),
         latents: float("latents", req.latents),
         stepIndex: req.stepIndex,
@@ -243,7 +245,7 @@ export function policyService(core: PolicyCoreApi): ImplOf<typeof PolicyService>
         decodeCandidates: req.decodeCandidates,
         decodeParent: req.decodeParent,
         role: role(req.role, "role"),
-      });
+      }, { count: req.leadSteps, noise: rngKey(req.leadNoise) });
       return {
         candidates: tensorOut(r.candidates),
         logProbs: r.logProbs ? tensorOut(r.logProbs) : undefined,
@@ -254,6 +256,7 @@ export function policyService(core: PolicyCoreApi): ImplOf<typeof PolicyService>
         timestep: BigInt(r.timestep),
         prevTimestep: BigInt(r.prevTimestep),
         sigma: r.sigma,
+        parentLatents: r.parentLatents ? tensorOut(r.parentLatents) : undefined,
         ...await adapterStamp(core),
       };
     },

@@ -299,6 +299,110 @@ Deno.test("policy service: malformed requests get INVALID_ARGUMENT / FAILED_PREC
   }
 });
 
+Deno.test("policy service: SampleCandidates with lead_steps = the separate single-candidate calls, byte for byte", async () => {
+  const svc = await startTinyPolicy("--lora-rank", "2");
+  const client = createClient(PolicyService, svc.address.address);
+  try {
+    assert((await client.getInfo({})).sampleLeadSteps, "GetInfo advertises lead_steps");
+    const prompts = ["a red circle", "a blue square"];
+    const conditioning = { prompts };
+    const noise = { seed: 5n, stream: 40n }, leadNoise = { seed: 5n, stream: 7n };
+    // Step 1 with K = 3 and a parent eps: its chosen candidate starts the lead steps 2 and 3.
+    const first = await client.sampleCandidates({
+      conditioning,
+      latents: latents(2),
+      stepIndex: 1,
+      step,
+      numCandidates: 3,
+      noise,
+      predictCandidateNoise: true,
+    });
+    const pick = (t: { data: Uint8Array; shape: bigint[] } | undefined) => {
+      const { data } = decodeFloat32("t", t as never);
+      const d = 3 * 8 * 8;
+      const out = new Float32Array(2 * d);
+      for (let j = 0; j < 2; j++) out.set(data.subarray((j * 3 + 1) * d, (j * 3 + 2) * d), j * d);
+      return encodeTensor(out, [2, 3, 8, 8]);
+    };
+    const x2 = pick(first.candidates), eps2 = pick(first.candidateNoisePred);
+    const last = {
+      numCandidates: 2,
+      noise,
+      predictCandidateNoise: true,
+      decodeCandidates: true,
+      decodeParent: true,
+    };
+    // Separately: steps 2 and 3 with K = 1, then step 4.
+    let x = x2;
+    let parentNoisePred: typeof eps2 | undefined = eps2;
+    for (const stepIndex of [2, 3]) {
+      const r = await client.sampleCandidates({
+        conditioning,
+        latents: x,
+        stepIndex,
+        step,
+        numCandidates: 1,
+        noise: leadNoise,
+        parentNoisePred,
+      });
+      x = { ...r.candidates!, shape: [2n, 3n, 8n, 8n] };
+      parentNoisePred = undefined;
+    }
+    const separate = await client.sampleCandidates({ conditioning, latents: x, stepIndex: 4, step, ...last });
+    const fused = await client.sampleCandidates({
+      conditioning,
+      latents: x2,
+      stepIndex: 2,
+      leadSteps: 2,
+      leadNoise,
+      parentNoisePred: eps2,
+      step,
+      ...last,
+    });
+    for (const f of ["candidates", "candidateNoisePred", "parentNoisePred", "logProbs"] as const) {
+      assertEquals(fused[f]!.data, separate[f]!.data, f);
+      assertEquals(fused[f]!.shape, separate[f]!.shape, f);
+    }
+    assertEquals(fused.parentLatents!.data, x.data, "the lead steps' result");
+    assertEquals(separate.parentLatents, undefined);
+    assertEquals(fused.candidateImages.map((i) => i.data), separate.candidateImages.map((i) => i.data));
+    assertEquals(fused.parentImages.map((i) => i.data), separate.parentImages.map((i) => i.data));
+    assertEquals([fused.timestep, fused.prevTimestep, fused.sigma], [
+      separate.timestep,
+      separate.prevTimestep,
+      separate.sigma,
+    ]);
+    // Different lead noise: a different result (the key is used, not ignored).
+    const other = await client.sampleCandidates({
+      conditioning,
+      latents: x2,
+      stepIndex: 2,
+      leadSteps: 2,
+      leadNoise: { seed: 5n, stream: 8n },
+      parentNoisePred: eps2,
+      step,
+      ...last,
+    });
+    assertNotEquals(other.candidates!.data, fused.candidates!.data);
+    const e = await rpcFailure(() =>
+      client.sampleCandidates({
+        conditioning,
+        latents: x2,
+        stepIndex: 8,
+        leadSteps: 2,
+        leadNoise,
+        step,
+        ...last,
+      })
+    );
+    assertEquals(e.code, Code.INVALID_ARGUMENT);
+    assert(e.details.includes("lead_steps"), e.details);
+  } finally {
+    client.close();
+    await svc.stop();
+  }
+});
+
 Deno.test("policy service: the process prints its address, serves health, and exits 0 on SIGTERM", async () => {
   const main = join(import.meta.dirname!, "main.ts");
   const child = new Deno.Command(Deno.execPath(), {

@@ -17,8 +17,15 @@ export interface RewardBenchRow {
   imagesPerSecond: number;
   minImagesPerSecond: number;
   maxImagesPerSecond: number;
-  /** Median throughput relative to the comparison's first (baseline) row. */
+  /**
+   * Median over rounds of this round's throughput relative to the same round's baseline (the mean
+   * of the comparison's rows marked `baseline`, else its first row): a ratio per round, so load
+   * that changes between rounds cancels (issue 21).
+   */
   ratio: number;
+  /** Smallest and largest per-round ratio (the spread). */
+  minRatio: number;
+  maxRatio: number;
   note: string;
 }
 
@@ -27,6 +34,8 @@ export interface Mode {
   mode: string;
   note: string;
   images: number;
+  /** Part of the comparison's baseline (per-round ratios are taken against their mean). */
+  baseline?: boolean;
   run(): Promise<void>;
 }
 
@@ -44,7 +53,23 @@ export function noiseImage(side: number, seed: number): RgbImage {
  * The service as its own process (as deployed: clients elsewhere, so their encoding does not share
  * the server's event loop). Resolves once it printed `listening on`.
  */
-export async function spawnService(args: string[]): Promise<{ address: string; stop(): Promise<void> }> {
+/**
+ * CPU milliseconds (user + system, all threads) process `pid` has used ("self": this one), from
+ * /proc (10 ms ticks); NaN where /proc is not there.
+ */
+export function cpuMs(pid: number | "self"): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime (fields 14, 15) at 100 Hz
+  } catch {
+    return NaN;
+  }
+}
+
+export async function spawnService(
+  args: string[],
+): Promise<{ address: string; pid: number; stop(): Promise<void> }> {
   const main = fileURLToPath(new URL("./main.ts", import.meta.url));
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", main, "--host=127.0.0.1", "--port=0", ...args],
@@ -61,6 +86,7 @@ export async function spawnService(args: string[]): Promise<{ address: string; s
   const address = /listening on (\S+)/.exec(out)![1];
   return {
     address,
+    pid: child.pid,
     async stop() {
       try {
         child.kill("SIGTERM");
@@ -83,25 +109,36 @@ export async function spawnService(args: string[]): Promise<{ address: string; s
 export async function measure(modes: Mode[], rounds: number): Promise<RewardBenchRow[]> {
   const samples = modes.map(() => [] as number[]);
   for (let r = 0; r < rounds; r++) {
-    for (const [i, mode] of modes.entries()) {
+    // The order rotates by one mode per round, so no mode always runs first (warm-up) or last.
+    for (let j = 0; j < modes.length; j++) {
+      const i = (j + r) % modes.length;
       const t0 = performance.now();
-      await mode.run();
-      samples[i].push(mode.images / ((performance.now() - t0) / 1000));
+      await modes[i].run();
+      samples[i].push(modes[i].images / ((performance.now() - t0) / 1000));
     }
   }
-  const rows = modes.map((mode, i) => ({
-    comparison: mode.comparison,
-    mode: mode.mode,
-    images: mode.images,
-    imagesPerSecond: median(samples[i]),
-    minImagesPerSecond: Math.min(...samples[i]),
-    maxImagesPerSecond: Math.max(...samples[i]),
-    ratio: 1,
-    note: mode.note,
-  }));
-  for (const row of rows) {
-    const base = rows.find((r) => r.comparison === row.comparison)!;
-    row.ratio = row.imagesPerSecond / base.imagesPerSecond;
-  }
+  const baseOf = (comparison: string) => {
+    const inGroup = modes.flatMap((m, i) => m.comparison === comparison ? [i] : []);
+    const marked = inGroup.filter((i) => modes[i].baseline);
+    return marked.length ? marked : inGroup.slice(0, 1);
+  };
+  const rows = modes.map((mode, i) => {
+    const base = baseOf(mode.comparison);
+    const perRound = samples[i].map((v, r) =>
+      v / (base.reduce((a, b) => a + samples[b][r], 0) / base.length)
+    );
+    return {
+      comparison: mode.comparison,
+      mode: mode.mode,
+      images: mode.images,
+      imagesPerSecond: median(samples[i]),
+      minImagesPerSecond: Math.min(...samples[i]),
+      maxImagesPerSecond: Math.max(...samples[i]),
+      ratio: median(perRound),
+      minRatio: Math.min(...perRound),
+      maxRatio: Math.max(...perRound),
+      note: mode.note,
+    };
+  });
   return rows;
 }

@@ -55,9 +55,11 @@ export const REWARD_FLAGS = {
     type: "number",
     env: env("MAX_QUEUE_DELAY_MS"),
     // Chosen by measurement (services/reward/PERFORMANCE.md, `deno task bench --only reward`):
-    // under 32 batch-1 clients batches fill while the scorer is busy (mean batch ~11 at every delay
-    // tried), so a long delay only adds latency; 1 ms was best or near best in every run.
-    default: 1,
+    // under 32 batch-1 clients batches fill while the scorer is busy (mean batch 10.6-12.6 at 0-2 ms),
+    // so a delay only adds latency. Share of the scorer's own batch gain, three runs on 2 cores
+    // (wire3, loads 6 / 1.5 / 1.3): 0 ms 1.08 / 1.00 / 0.76 (median 1.00), 0.5 ms - / - / 0.83,
+    // 1 ms 0.86 / 0.92 / 0.70 (0.86), 2 ms 1.16 / 0.94 / 0.70 (0.94), 5 ms 1.00 / 0.98 / 0.76 (0.98).
+    default: 0,
     min: 0,
     max: MAX_QUEUE_DELAY_LIMIT_MS,
     description: "default dynamic-batching queue delay per scorer version",

@@ -18,7 +18,7 @@ Deno.test("main: flags, env fallback, preload specs and defaults", async () => {
     const flags = running.service.flags;
     assertEquals([flags.maxBatch, flags.maxQueueDelayMs, flags.adminToken, flags.builtins], [
       8,
-      1, // the measured default queue delay (main.ts)
+      0, // the measured default queue delay (main.ts)
       "t0k",
       true,
     ]);
@@ -31,7 +31,7 @@ Deno.test("main: flags, env fallback, preload specs and defaults", async () => {
       "x@2:jpeg_incompressibility:READY",
     ]);
     assertEquals(aliases, { live: "j@builtin" });
-    assertEquals(scorers[0].batching, { maxBatch: 8, maxQueueDelayMs: 1 });
+    assertEquals(scorers[0].batching, { maxBatch: 8, maxQueueDelayMs: 0 });
   } finally {
     await running.stop();
   }

@@ -32,7 +32,7 @@ import { join } from "node:path";
 import { buildReport } from "./report/build.ts";
 import { openMetricsSink } from "./report/tensorboard.ts";
 import { openRun } from "./run_dir.ts";
-import { connectServices } from "./services.ts";
+import { connectServices, wireByRpc } from "./services.ts";
 import { collectPairs, type PolicyStamp, type TransitionPair } from "./trajectory.ts";
 import { DataParallel } from "./data_parallel_step.ts";
 import { isDataParallel } from "./replicas.ts";
@@ -65,6 +65,12 @@ export interface TrainOptions {
   skipEvaluation?: boolean;
   /** Stops the run after the current step (with a checkpoint). */
   signal?: AbortSignal;
+  /**
+   * Run the single-candidate steps between two choice points in the SampleCandidates call of the
+   * step after them (issue 21; default: whenever the policy's GetInfo says it serves lead_steps).
+   * false: one call per inference step, the old path (the wire bench's baseline).
+   */
+  sampleLeadSteps?: boolean;
   /** Called with every metrics record as it is written (progress streaming). */
   onRecord?: (record: MetricsRecord, total: number) => void;
 }
@@ -99,6 +105,8 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
   try {
     const info = await services.call("get_info", (o) => services.policy.getInfo({}, o));
     const latentShape = info.latentShape.map(Number);
+    // Single-candidate steps ride in the next SampleCandidates call where the policy serves that.
+    const leadSteps = info.sampleLeadSteps && (options.sampleLeadSteps ?? true);
     if (info.loraRank !== config.lora.rank) {
       throw new FailedPreconditionError(
         `lora.rank: the policy serves rank ${info.loraRank}, the config asks for ${config.lora.rank} (start it with --lora-rank ${config.lora.rank})`,
@@ -207,7 +215,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           : null;
         const collected = parallel?.collected ?? await stepTrace.run(() =>
           collectPairs(
-            { config, services, latentShape, step, checkPolicy },
+            { config, services, latentShape, step, checkPolicy, leadSteps },
             batch.prompts,
             seed,
             BigInt(pos.step) << 32n,
@@ -299,6 +307,7 @@ export async function train(config: RunConfig, options: TrainOptions = {}): Prom
           rpcs: clock.calls,
           wire_bytes_sent: clock.bytesSent,
           wire_bytes_received: clock.bytesReceived,
+          wire_by_rpc: wireByRpc(clock.byRpc),
           phases,
           grad_norm: summary?.grad_norm,
           optimizer_step: pos.optimizerStep,

@@ -35,6 +35,11 @@ export interface StepMetrics {
   rpcs?: number;
   wire_bytes_sent?: number;
   wire_bytes_received?: number;
+  /**
+   * The wire time per RPC name with its measured parts (services.ts RpcWireTotals: client encode /
+   * decode, server decode + dispatch, the rest transport), ms and bytes summed over the step's calls.
+   */
+  wire_by_rpc?: Record<string, WireByRpc>;
   /** Wall time per phase in ms, e.g. {sample: 812, score: 95, train: 402}. */
   phases: Record<string, number>;
   grad_norm?: number;
@@ -43,6 +48,18 @@ export interface StepMetrics {
   gradient_bytes?: number;
   /** Under an epoch structure (epoch.ts): each optimizer step of the epoch this record closed. */
   updates?: UpdateMetrics[];
+}
+
+export interface WireByRpc {
+  calls: number;
+  wall_ms: number;
+  server_ms: number;
+  wire_ms: number;
+  encode_ms: number;
+  decode_ms: number;
+  server_pre_ms: number;
+  bytes_sent: number;
+  bytes_received: number;
 }
 
 /** Mean/std of one scorer over an evaluation's samples. */

@@ -9,8 +9,9 @@ import { PolicyService } from "../../gen/rdpo/v1/policy_pb.ts";
 import { RewardService } from "../../gen/rdpo/v1/reward_pb.ts";
 import { type ClientOf, createClient } from "../../lib/rpc/client.ts";
 import { clientSecurityFromEnv, openClientSecurity, withSecurity } from "../../lib/rpc/client_security.ts";
-import { SERVER_TIME_TRAILER } from "../../lib/rpc/server.ts";
+import { SERVER_PRE_TIME_TRAILER, SERVER_TIME_TRAILER } from "../../lib/rpc/server.ts";
 import { clientTelemetry } from "../../lib/telemetry/grpc.ts";
+import type { WireByRpc } from "./metrics.ts";
 import { deadlineMs, type RpcName, type RunConfig } from "./config.ts";
 import { rewardChannelOptions } from "./replicas.ts";
 import { retryPolicyFromConfig, withRetry } from "./retry.ts";
@@ -27,6 +28,58 @@ export interface CallTotals {
   retries: number;
   bytesSent: number;
   bytesReceived: number;
+  /** The same per RPC name (deadline key), with the wire time's measured parts. */
+  byRpc: Record<string, RpcWireTotals>;
+}
+
+/**
+ * One RPC name's share of a step's wire time (issue 21). `wireMs` = wall - server handler;
+ * of it, `encodeMs` / `decodeMs` are this client's protobuf work, `serverPreMs` the server's
+ * decode + dispatch before its handler (SERVER_PRE_TIME_TRAILER); the rest is transport
+ * (grpc-js on both ends, HTTP/2 framing, loopback, event-loop turns).
+ */
+export interface RpcWireTotals {
+  calls: number;
+  wallMs: number;
+  serverMs: number;
+  wireMs: number;
+  encodeMs: number;
+  decodeMs: number;
+  serverPreMs: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+/** Per-RPC totals as a step record's `wire_by_rpc` (ms rounded to microseconds). */
+export function wireByRpc(byRpc: Record<string, RpcWireTotals>): Record<string, WireByRpc> {
+  const ms = (v: number) => Number(v.toFixed(3));
+  return Object.fromEntries(
+    Object.entries(byRpc).map(([name, r]) => [name, {
+      calls: r.calls,
+      wall_ms: ms(r.wallMs),
+      server_ms: ms(r.serverMs),
+      wire_ms: ms(r.wireMs),
+      encode_ms: ms(r.encodeMs),
+      decode_ms: ms(r.decodeMs),
+      server_pre_ms: ms(r.serverPreMs),
+      bytes_sent: r.bytesSent,
+      bytes_received: r.bytesReceived,
+    }]),
+  );
+}
+
+function emptyRpcTotals(): RpcWireTotals {
+  return {
+    calls: 0,
+    wallMs: 0,
+    serverMs: 0,
+    wireMs: 0,
+    encodeMs: 0,
+    decodeMs: 0,
+    serverPreMs: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+  };
 }
 
 /** Accumulated timing and message sizes of the calls made since the last `take()`. */
@@ -38,6 +91,12 @@ export class CallClock {
   /** Encoded message bytes sent and received by the calls (requests, responses). */
   bytesSent = 0;
   bytesReceived = 0;
+  byRpc: Record<string, RpcWireTotals> = {};
+
+  /** The totals of RPC `name` since the last take (created empty). */
+  rpc(name: string): RpcWireTotals {
+    return (this.byRpc[name] ??= emptyRpcTotals());
+  }
 
   /** Wire cost: wall time not spent computing on the server. */
   get wireMs(): number {
@@ -53,7 +112,9 @@ export class CallClock {
       retries: this.retries,
       bytesSent: this.bytesSent,
       bytesReceived: this.bytesReceived,
+      byRpc: this.byRpc,
     };
+    this.byRpc = {};
     this.calls =
       this.totalMs =
       this.serverMs =
@@ -76,6 +137,7 @@ export interface TrainerServices {
       timeoutMs: number;
       onTrailer: (m: Metadata) => void;
       onMessageBytes: (sent: number, received: number) => void;
+      onCodecMs: (encodeMs: number, decodeMs: number) => void;
     }) => Promise<T>,
   ): Promise<T>;
   close(): void;
@@ -118,6 +180,7 @@ export function connectServices(
       return await withRetry(
         async () => {
           let serverMs = 0;
+          const rpc = clock.rpc(name);
           const t0 = performance.now();
           try {
             return await fn({
@@ -125,16 +188,29 @@ export function connectServices(
               onTrailer: (m) => {
                 const v = Number(m.get(SERVER_TIME_TRAILER)[0]);
                 if (Number.isFinite(v)) serverMs = v;
+                const pre = Number(m.get(SERVER_PRE_TIME_TRAILER)[0]);
+                if (Number.isFinite(pre)) rpc.serverPreMs += pre;
               },
               onMessageBytes: (sent, received) => {
                 clock.bytesSent += sent;
                 clock.bytesReceived += received;
+                rpc.bytesSent += sent;
+                rpc.bytesReceived += received;
+              },
+              onCodecMs: (encodeMs, decodeMs) => {
+                rpc.encodeMs += encodeMs;
+                rpc.decodeMs += decodeMs;
               },
             });
           } finally {
+            const wallMs = performance.now() - t0;
             clock.calls += 1;
-            clock.totalMs += performance.now() - t0;
+            clock.totalMs += wallMs;
             clock.serverMs += serverMs;
+            rpc.calls += 1;
+            rpc.wallMs += wallMs;
+            rpc.serverMs += serverMs;
+            rpc.wireMs += Math.max(0, wallMs - serverMs);
           }
         },
         policyRetry,

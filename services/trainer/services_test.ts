@@ -68,6 +68,23 @@ Deno.test("scoreGroups: one Score call per scorer for several groups, the same r
       ).length;
     assertEquals(together.bytesSent, req("a") + req("b"));
     assert(together.bytesReceived > 0, "response bytes counted");
+    // The per-RPC breakdown adds up to the totals, and its measured parts fit in the wire time.
+    const score = together.byRpc.score;
+    assertEquals(Object.keys(together.byRpc), ["score"]);
+    assertEquals(score.calls, 2);
+    assertEquals(score.bytesSent, together.bytesSent);
+    assertEquals(score.bytesReceived, together.bytesReceived);
+    assert(
+      Math.abs(score.wallMs - together.totalMs) < 1e-9 && Math.abs(score.serverMs - together.serverMs) < 1e-9,
+    );
+    assert(
+      score.encodeMs > 0 && score.decodeMs > 0 && score.serverPreMs > 0,
+      "codec and server decode timed",
+    );
+    assert(
+      score.encodeMs + score.decodeMs + score.serverPreMs <= score.wireMs + 1e-6,
+      `parts ${JSON.stringify(score)} within the wire time`,
+    );
   } finally {
     services.close();
     await server.close();

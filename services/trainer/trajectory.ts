@@ -59,6 +59,11 @@ export interface TrajectoryContext {
   latentShape: readonly number[];
   step: StepConfig;
   /**
+   * The policy serves SampleCandidatesRequest.lead_steps: the shared-parent path sends the
+   * single-candidate steps before a choice point (or the last step) in that step's call (issue 21).
+   */
+  leadSteps?: boolean;
+  /**
    * Sees the policy state each SampleCandidates response carries (instance id, optimizer step,
    * adapter checksum) and throws when it is not the run's: the loop's restart check (issue 21).
    */
@@ -179,11 +184,22 @@ async function collectSharedParent(
   let qParent: number[] | null = null;
   let finalImages: Image[] = [];
   let finalRewards: number[] | null = null;
+  // Single-candidate steps not yet sent: they run in the next call's lead_steps (ctx.leadSteps).
+  let lead = 0;
   for (let i = 0; i < T; i++) {
     const train = fineTune.has(i);
     const k = train ? config.preference.num_candidates : 1;
     const last = i === T - 1;
     const needQ = train; // estimator q or delta_q (final is refused with shared_parent by config)
+    if (ctx.leadSteps && !train && !last) {
+      // Nothing of this step is read before the next choice point: x_t and the parent eps stay
+      // those of its parent, and the policy runs it first in the next call.
+      lead++;
+      qParent = null;
+      continue;
+    }
+    const leadSteps = lead;
+    lead = 0;
     const res = await timed(
       "sample",
       () =>
@@ -191,7 +207,10 @@ async function collectSharedParent(
           services.policy.sampleCandidates({
             conditioning: { prompts },
             latents: encodeTensor(x, [b, c, h, w]),
-            stepIndex: i,
+            stepIndex: i - leadSteps,
+            leadSteps,
+            // As the lead steps' own calls (num_candidates 1) would have keyed their noise.
+            leadNoise: leadSteps ? { seed, stream: base + BigInt(offset) } : undefined,
             step: ctx.step,
             numCandidates: k,
             // Item j's candidate streams are base + (offset + j) * k + kk, as in the global batch.
@@ -205,6 +224,8 @@ async function collectSharedParent(
       train,
     );
     ctx.checkPolicy?.(res);
+    // The lead steps ran on the policy: their result is this step's parent x_t.
+    if (leadSteps) x = decodeFloat32("parent_latents", res.parentLatents).data.slice();
     const cands = rows(res.candidates, "candidates", d);
     const eps = res.candidateNoisePred ? rows(res.candidateNoisePred, "candidate_noise_pred", d) : null;
     const chosen = new Array<number>(b).fill(0);
