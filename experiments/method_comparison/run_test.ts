@@ -46,11 +46,11 @@ Deno.test("method comparison: --seeds and --methods are checked, naming the flag
 });
 
 Deno.test("method comparison: the README's and RESULTS.md's commands and the examples parse", async () => {
-  const lines = [
-    ...await documentedCommands("experiments/method_comparison/README.md", SCRIPT),
-    ...await documentedCommands("experiments/method_comparison/RESULTS.md", SCRIPT),
-  ];
-  assert(lines.length >= 8, String(lines.length));
+  const readme = await documentedCommands("experiments/method_comparison/README.md", SCRIPT);
+  const results = await documentedCommands("experiments/method_comparison/RESULTS.md", SCRIPT);
+  // Each document shows at least the command that made (or makes) the committed results.
+  assert(readme.length >= 1 && results.length >= 1, `${readme.length} / ${results.length}`);
+  const lines = [...readme, ...results];
   for (const example of METHOD_COMPARISON_COMMAND.examples) {
     lines.push(example.slice(example.indexOf(SCRIPT) + SCRIPT.length).trim().split(/\s+/));
   }
