@@ -68,6 +68,8 @@ async function bench(values: FlagValues<typeof BENCH_FLAGS>): Promise<void> {
     );
     console.log("## CLIP preprocessing: reference port vs cached plan + wasm SIMD (interleaved)\n");
     console.log(formatPreprocessBench(runPreprocessBench({ rounds: 9 })) + "\n");
+    const { formatPoolBench, runPoolBench } = await import("../services/reward/preprocess/pool_bench.ts");
+    console.log(formatPoolBench(await runPoolBench({ rounds: 9 })) + "\n");
     console.log("## Scorers vs raw session.run (fixture CLIP)\n");
     try {
       const { benchScorers } = await import("../services/reward/scorers/bench.ts");

@@ -36,6 +36,7 @@ import {
 
 const STEPS = 2;
 const INFERENCE_STEPS = 4;
+const FINETUNE_INDICES = [0, 2];
 const CANDIDATES = 2;
 const SCORER = "jpeg_compressibility";
 const SCORE = "rdpo.v1.RewardService/Score";
@@ -115,7 +116,7 @@ Deno.test({
           run_dir: "runs/container-test", // the image's /opt/rdpo/runs -> /runs (the mounted folder)
           progress: "none",
           sampling: { num_inference_steps: INFERENCE_STEPS, eta: 1.0, guidance_scale: 3.0 },
-          preference: { num_candidates: CANDIDATES, finetune_step_indices: [0, 2] },
+          preference: { num_candidates: CANDIDATES, finetune_step_indices: FINETUNE_INDICES },
           loss: { beta: 0.1, lambda: 100 },
           lora: { rank: 2 },
           optimizer: { lr: 0.01 },
@@ -232,7 +233,11 @@ Deno.test({
       const sampleServer = spans.filter((s) =>
         s.name === "rdpo.v1.PolicyService/SampleCandidates" && s.kind === OtlpSpanKind.SERVER
       );
-      assertEquals(sampleServer.length, STEPS * INFERENCE_STEPS, "one SampleCandidates per inference step");
+      // One SampleCandidates per choice point (a fine-tune step, or the last): the single-candidate steps
+      // before one run in its call (lead_steps, issue 21).
+      const choicePoints = Array.from({ length: INFERENCE_STEPS }, (_, i) => i)
+        .filter((i) => FINETUNE_INDICES.includes(i) || i === INFERENCE_STEPS - 1);
+      assertEquals(sampleServer.length, STEPS * choicePoints.length, "one SampleCandidates per choice point");
       assert(
         sampleServer.every((s) => serviceOf(s) === "rdpo-policy" && stepTraces.has(s.traceId)),
         "SampleCandidates server spans come from the policy container, in the steps' traces",

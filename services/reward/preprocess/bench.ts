@@ -106,10 +106,12 @@ export const PREPROCESS_BENCH_COMMAND: CommandSpec<typeof PREPROCESS_BENCH_FLAGS
     "deno run -A services/reward/preprocess/bench.ts",
     "deno run -A services/reward/preprocess/bench.ts --rounds 5 --per-round 2",
   ],
-  run(values) {
+  async run(values) {
     console.log(
       formatPreprocessBench(runPreprocessBench({ rounds: values.rounds, perRound: values.perRound })),
     );
+    const { formatPoolBench, runPoolBench } = await import("./pool_bench.ts");
+    console.log("\n" + formatPoolBench(await runPoolBench({ rounds: values.rounds })));
   },
 };
 

@@ -12,7 +12,8 @@ import type { BundleManifest, CreateScorerOptions } from "../bundle.ts";
 import type { Scorer } from "../scorer.ts";
 import { BoundModel } from "./bound_model.ts";
 import { checkImageSize } from "./checks.ts";
-import { normalizeScores, pixelValuesFor } from "./inputs.ts";
+import { normalizeScores } from "./inputs.ts";
+import { pooledPixelValues } from "../preprocess/pool.ts";
 import { l2Normalize, LinearChainHead } from "./linear_head.ts";
 import { readFloatOutput } from "./onnx_session.ts";
 
@@ -89,7 +90,7 @@ export class AestheticScorer implements Scorer {
   /** Unnormalized image embeddings [N, D] as float64 rows. */
   async embed(images: RgbImage[]): Promise<Float64Array[]> {
     const size = this.manifest.preprocessing!.size;
-    const pixels = pixelValuesFor(this.manifest.preprocessing!, images);
+    const pixels = await pooledPixelValues(this.manifest.preprocessing!, images);
     const out = readFloatOutput(
       await this.vision.run({ pixel_values: { data: pixels, dims: [images.length, 3, size, size] } }),
       this.vision.spec.output,

@@ -13,7 +13,8 @@ import type { AttributeSpec, BundleManifest, CreateScorerOptions } from "../bund
 import type { Scorer } from "../scorer.ts";
 import { BoundModel } from "./bound_model.ts";
 import { checkImageSize } from "./checks.ts";
-import { checkPrompts, pixelValuesFor } from "./inputs.ts";
+import { checkPrompts } from "./inputs.ts";
+import { pooledPixelValues } from "../preprocess/pool.ts";
 import { fixedDim, readFloatOutput } from "./onnx_session.ts";
 
 /** Per head of `attributes`, the class index the prompt asks for, or -1. Throws on two classes of one head. */
@@ -82,7 +83,7 @@ export class AttributeClassifierScorer implements Scorer {
     const out = readFloatOutput(
       await this.model.run({
         pixel_values: {
-          data: pixelValuesFor(this.manifest.preprocessing!, images),
+          data: await pooledPixelValues(this.manifest.preprocessing!, images),
           dims: [images.length, 3, size, size],
         },
       }),

@@ -18,9 +18,9 @@ import {
   dedupePrompts,
   loadTokenizer,
   normalizeScores,
-  pixelValuesFor,
   type PromptTokenizer,
 } from "./inputs.ts";
+import { pooledPixelValues } from "../preprocess/pool.ts";
 import { readFloatOutput } from "./onnx_session.ts";
 
 /** cos(a, b) of two equal-length float64 rows (0 when either is the zero vector). */
@@ -70,7 +70,7 @@ export class Hpsv2Scorer implements Scorer {
     checkPrompts(images, prompts, true);
     if (images.length === 0) return new Float64Array(0);
     const size = this.manifest.preprocessing!.size;
-    const pixels = pixelValuesFor(this.manifest.preprocessing!, images);
+    const pixels = await pooledPixelValues(this.manifest.preprocessing!, images);
     const { unique, index } = dedupePrompts(prompts);
     const tok = this.tokenizer.encode(unique);
     const dims = [unique.length, tok.length];

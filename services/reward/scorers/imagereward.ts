@@ -13,13 +13,8 @@ import type { BundleManifest, CreateScorerOptions } from "../bundle.ts";
 import type { Scorer } from "../scorer.ts";
 import { BoundModel } from "./bound_model.ts";
 import { checkImageSize, checkSequenceLength } from "./checks.ts";
-import {
-  checkPrompts,
-  loadTokenizer,
-  normalizeScores,
-  pixelValuesFor,
-  type PromptTokenizer,
-} from "./inputs.ts";
+import { checkPrompts, loadTokenizer, normalizeScores, type PromptTokenizer } from "./inputs.ts";
+import { pooledPixelValues } from "../preprocess/pool.ts";
 import { readFloatOutput } from "./onnx_session.ts";
 
 export class ImageRewardScorer implements Scorer {
@@ -59,7 +54,7 @@ export class ImageRewardScorer implements Scorer {
   /** Raw rewards (before normalization), one per image with its prompt. */
   async rawRewards(images: RgbImage[], prompts: string[]): Promise<Float64Array> {
     const size = this.manifest.preprocessing!.size;
-    const pixels = pixelValuesFor(this.manifest.preprocessing!, images);
+    const pixels = await pooledPixelValues(this.manifest.preprocessing!, images);
     const embeds = await this.vision.run({
       pixel_values: { data: pixels, dims: [images.length, 3, size, size] },
     });

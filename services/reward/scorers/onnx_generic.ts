@@ -17,9 +17,9 @@ import {
   dedupePrompts,
   loadTokenizer,
   normalizeScores,
-  pixelValuesFor,
   type PromptTokenizer,
 } from "./inputs.ts";
+import { pooledPixelValues } from "../preprocess/pool.ts";
 import { readFloatOutput } from "./onnx_session.ts";
 
 export class OnnxGenericScorer implements Scorer {
@@ -64,7 +64,7 @@ export class OnnxGenericScorer implements Scorer {
     const size = this.manifest.preprocessing!.size;
     const values: FeedValues = {
       pixel_values: {
-        data: pixelValuesFor(this.manifest.preprocessing!, images),
+        data: await pooledPixelValues(this.manifest.preprocessing!, images),
         dims: [images.length, 3, size, size],
       },
     };

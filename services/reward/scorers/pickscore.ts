@@ -18,9 +18,9 @@ import {
   dedupePrompts,
   loadTokenizer,
   normalizeScores,
-  pixelValuesFor,
   type PromptTokenizer,
 } from "./inputs.ts";
+import { pooledPixelValues } from "../preprocess/pool.ts";
 import { readFloatOutput } from "./onnx_session.ts";
 
 export class PickScoreScorer implements Scorer {
@@ -53,7 +53,7 @@ export class PickScoreScorer implements Scorer {
   /** The [T, I] matrix of `logits_per_text` for distinct prompts x images (row-major). */
   async logitsPerText(images: RgbImage[], prompts: string[]): Promise<Float64Array> {
     const size = this.manifest.preprocessing!.size;
-    const pixels = pixelValuesFor(this.manifest.preprocessing!, images);
+    const pixels = await pooledPixelValues(this.manifest.preprocessing!, images);
     const tok = this.tokenizer.encode(prompts);
     const dims = [prompts.length, tok.length];
     const out = readFloatOutput(
