@@ -77,15 +77,16 @@ export function parseSeeds(raw: string): number[] {
   return parts.map(Number);
 }
 
-/** "epoch,per_batch" -> ["epoch", "per_batch"]; anything else is a FlagError naming --structures. */
-export function parseStructures(raw: string): string[] {
+/** Comma-separated values each one of `choices`; anything else is a FlagError naming `flag`. */
+function parseChoices(flag: string, raw: string, choices: readonly string[]): string[] {
   const parts = raw.split(",").map((s) => s.trim());
-  const bad = parts.filter((p) => !(STRUCTURES as readonly string[]).includes(p));
-  if (bad.length) {
-    throw new FlagError(`--structures: "${bad.join(",")}" is not one of ${STRUCTURES.join(", ")}`);
-  }
+  const bad = parts.filter((p) => !choices.includes(p));
+  if (bad.length) throw new FlagError(`${flag}: "${bad.join(",")}" is not one of ${choices.join(", ")}`);
   return parts;
 }
+
+/** "epoch,per_batch" -> ["epoch", "per_batch"]; anything else is a FlagError naming --structures. */
+export const parseStructures = (raw: string): string[] => parseChoices("--structures", raw, STRUCTURES);
 
 /** A run's name in the tables and its folder: the method, with " (on-policy)" / "-per_batch" for per_batch. */
 export const runLabel = (method: string, structure: string) =>
@@ -111,14 +112,7 @@ export function onStopSignals(controller: AbortController, hardStop: () => void)
 }
 
 /** "d3po,rdpo" -> ["d3po", "rdpo"]; an unknown method is a FlagError naming --methods. */
-export function parseMethods(raw: string): string[] {
-  const parts = raw.split(",").map((s) => s.trim());
-  const bad = parts.filter((p) => !(METHODS as readonly string[]).includes(p));
-  if (bad.length) {
-    throw new FlagError(`--methods: "${bad.join(",")}" is not one of ${METHODS.join(", ")}`);
-  }
-  return parts;
-}
+export const parseMethods = (raw: string): string[] => parseChoices("--methods", raw, METHODS);
 
 interface Settings {
   seeds: number[];

@@ -13,6 +13,7 @@
  * with u from a caller-given seeded source, so tests (and resumed runs) are deterministic; with
  * jitter 0 the delays are exact.
  */
+import type { RetryConfig } from "./config_types.ts";
 
 /** gRPC status codes that mean "try again". */
 export const RETRYABLE_GRPC_CODES: ReadonlySet<number> = new Set([14, 4]);
@@ -32,14 +33,7 @@ export interface RetryPolicy {
 }
 
 /** The retry section of the run config (config.ts `rpc.retry`) as a RetryPolicy. */
-export function retryPolicyFromConfig(r: {
-  max_attempts: number;
-  initial_backoff_ms: number;
-  max_backoff_ms: number;
-  multiplier: number;
-  jitter: number;
-  max_total_ms: number;
-}): RetryPolicy {
+export function retryPolicyFromConfig(r: RetryConfig): RetryPolicy {
   return {
     maxAttempts: r.max_attempts,
     initialBackoffMs: r.initial_backoff_ms,

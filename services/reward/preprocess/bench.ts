@@ -12,8 +12,8 @@
 import { median } from "../../../lib/stats.ts";
 import type { FlagSpecs } from "../../../lib/rpc/flags.ts";
 import { type CommandSpec, runCommand } from "../../../lib/cli/command.ts";
-import type { RgbImage } from "../../../lib/image/png.ts";
 import { clipPixelValues, clipPixelValuesReference } from "./clip_image.ts";
+import { noise } from "./noise_image.ts";
 
 export interface PreprocessBenchRow {
   input: string;
@@ -24,16 +24,6 @@ export interface PreprocessBenchRow {
   planRange: [number, number];
   /** Median over rounds of reference/plan time measured in the same round. */
   speedup: number;
-}
-
-function noise(width: number, height: number, seed: number): RgbImage {
-  const data = new Uint8Array(width * height * 3);
-  let x = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < data.length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    data[i] = x >>> 24;
-  }
-  return { width, height, data };
 }
 
 /** Inputs: SD1.5 samples (512), a 4:3 photo, a large photo, SD-XL size. */

@@ -5,10 +5,10 @@
  * resize table; it is why `--preprocess-workers` defaults to 0 (see pool.ts).
  */
 import { median } from "../../../lib/stats.ts";
-import type { RgbImage } from "../../../lib/image/png.ts";
 import type { PreprocessingSpec } from "../bundle.ts";
 import { pixelValuesFor } from "../scorers/inputs.ts";
 import { PreprocessPool } from "./pool.ts";
+import { noise } from "./noise_image.ts";
 
 export interface PoolBenchRow {
   workers: number;
@@ -25,19 +25,10 @@ const SPEC = {
   std: [0.26862954, 0.26130258, 0.27577711],
 } as PreprocessingSpec;
 
-function batchOf(n: number, width: number, height: number): RgbImage[] {
-  return Array.from({ length: n }, (_, k) => {
-    const data = new Uint8Array(width * height * 3);
-    let x = (k + 1) * 2654435761 >>> 0;
-    for (let i = 0; i < data.length; i++) data[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
-    return { width, height, data };
-  });
-}
-
 export async function runPoolBench(
   { rounds = 9, batch = 8, workers = [1, 2, 4] } = {},
 ): Promise<{ cores: number; rows: PoolBenchRow[] }> {
-  const images = batchOf(batch, 640, 480);
+  const images = Array.from({ length: batch }, (_, k) => noise(640, 480, k + 1));
   const pools = workers.map((w) => new PreprocessPool(w));
   try {
     const timeSync = () => {
