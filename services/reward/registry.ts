@@ -28,91 +28,27 @@ import {
   ServiceError,
   UnavailableError,
 } from "../../lib/errors.ts";
-import { type BatchingConfig, type BatchResult, DynamicBatcher, resolveBatchingConfig } from "./batcher.ts";
-import type { RgbImage, Scorer } from "./scorer.ts";
-import { ScorerStats, type StatsSnapshot } from "./scorer_stats.ts";
+import { type BatchingConfig, DynamicBatcher, resolveBatchingConfig } from "./batcher.ts";
+import type { Scorer } from "./scorer.ts";
+import { ScorerStats } from "./scorer_stats.ts";
 import { recordAliasSwap } from "../../lib/telemetry/reward.ts";
+import type {
+  LogFn,
+  RegistryOptions,
+  ScorerFactory,
+  ScorerLease,
+  ScorerSource,
+  ScorerState,
+  ScorerStatus,
+  UnloadResult,
+} from "./registry_types.ts";
+import { warmUp } from "./warmup.ts";
 
-export type ScorerState = "LOADING" | "READY" | "DRAINING" | "FAILED";
-
-/** Where a scorer comes from. */
-export interface ScorerSource {
-  /**
-   * A built-in kind that needs no files ("jpeg_compressibility", ...), or, with `bundlePath`, an
-   * optional expected kind ("" = whatever the bundle's manifest says).
-   */
-  kind: string;
-  /** Absolute bundle folder, already resolved inside the model root (paths.ts). */
-  bundlePath?: string;
-}
-
-/** Builds a scorer from a source (bundle.ts's createScorer behind an adapter in main.ts). */
-export type ScorerFactory = (source: ScorerSource) => Promise<Scorer>;
-
-/** What ListScorers shows of one version. */
-export interface ScorerStatus extends StatsSnapshot {
-  name: string;
-  version: string;
-  kind: string;
-  state: ScorerState;
-  /** Unix ms: when it became READY (when the load started, while LOADING or FAILED). */
-  loadedAtMs: number;
-  inFlight: number;
-  batching: BatchingConfig;
-  needsPrompts: boolean;
-  /** Why the load failed (FAILED), else "". */
-  error: string;
-  /** Bundle folder, or "" for built-ins. */
-  bundlePath: string;
-}
-
-/** A request's hold on one version; release it when the reply is sent. */
-export interface ScorerLease {
-  readonly name: string;
-  readonly version: string;
-  readonly kind: string;
-  readonly needsPrompts: boolean;
-  /** Scores through the version's dynamic batcher (and counts the request in its stats). */
-  score(images: RgbImage[], prompts: string[], signal?: AbortSignal): Promise<BatchResult>;
-  /** Idempotent. */
-  release(): void;
-}
-
-export interface UnloadResult {
-  /** Requests that were in flight when the unload started and finished during the drain. */
-  drainedRequests: number;
-  /** Requests still running when the drain timeout passed (their scorer was closed under them). */
-  abandonedRequests: number;
-}
-
-export type LogFn = (level: "info" | "warn" | "error", message: string) => void;
-
-export interface RegistryOptions {
-  factory: ScorerFactory;
-  /** Batching used when a load asks for none (fields that are 0 take these). */
-  defaultBatching: BatchingConfig;
-  /** Drain bound when unload gets 0 (ms). */
-  defaultDrainTimeoutMs?: number;
-  log?: LogFn;
-}
+export * from "./registry_types.ts";
+export { WARMUP_PROMPT, warmupImage } from "./warmup.ts";
 
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
-/** The warm-up input: a 64x64 RGB gradient, and one prompt for text-conditioned scorers. */
-export const WARMUP_PROMPT = "a photo of a cat";
-export function warmupImage(side = 64): RgbImage {
-  const data = new Uint8Array(side * side * 3);
-  for (let y = 0; y < side; y++) {
-    for (let x = 0; x < side; x++) {
-      const i = (y * side + x) * 3;
-      data[i] = (x * 255) / (side - 1);
-      data[i + 1] = (y * 255) / (side - 1);
-      data[i + 2] = ((x + y) * 255) / (2 * (side - 1));
-    }
-  }
-  return { width: side, height: side, data };
-}
 
 interface Entry {
   readonly name: string;
@@ -471,21 +407,6 @@ function checkName(field: string, value: string): void {
 
 function describeSource(source: ScorerSource): string {
   return source.bundlePath ? `bundle ${source.bundlePath}` : `built-in ${source.kind}`;
-}
-
-/** One warm-up batch; the scorer must return one finite score. */
-async function warmUp(ref: string, scorer: Scorer): Promise<void> {
-  let scores: Float64Array;
-  try {
-    scores = await scorer.score([warmupImage()], scorer.needsPrompts ? [WARMUP_PROMPT] : []);
-  } catch (error) {
-    throw new FailedPreconditionError(`warm-up of ${ref} failed: ${messageOf(error)}`);
-  }
-  if (scores?.length !== 1 || !Number.isFinite(scores[0])) {
-    throw new FailedPreconditionError(
-      `warm-up of ${ref} failed: expected one finite score, got [${Array.from(scores ?? []).join(", ")}]`,
-    );
-  }
 }
 
 async function closeQuietly(scorer: Scorer, ref: string, log: LogFn): Promise<void> {
