@@ -63,7 +63,8 @@ case "$MODE" in
 --check) check ;;
 --dry-run)
   check
-  timeout 1800 "${DENO:-deno}" run -A "$G/sd15bench.js" --quick --out .tmp/gpu-dry-run.md
+  # The same environment as the device run: the bundle finds the CLIP vocabulary in .gpu/shared.
+  RDPO_SHARED_DIR="$PWD/$G/shared" timeout 1800 "${DENO:-deno}" run -A "$G/sd15bench.js" --quick --out .tmp/gpu-dry-run.md
   echo "dry run table: .tmp/gpu-dry-run.md" ;;
 run)
   check

@@ -1,4 +1,5 @@
 /** The `sd15` section of `deno task bench`: its flags and what it prints (bench.ts does the work). */
+import { dirname } from "node:path";
 import type { FlagSpecs } from "../../../../lib/rpc/flags.ts";
 import { type BackendName, BACKENDS, parseBackendName } from "../../../../lib/tensor/backend.ts";
 import { runSd15Bench } from "./bench.ts";
@@ -78,6 +79,8 @@ export async function runSd15Section(values: {
   if (torch) table += "\n\n" + formatTorchTimings(torch);
   console.log(table + "\n");
   if (values.out) {
+    // The table is what a GPU run leaves behind: its folder is made rather than the run lost.
+    await Deno.mkdir(dirname(values.out) || ".", { recursive: true });
     await Deno.writeTextFile(values.out, table + "\n");
     await Deno.writeTextFile(`${values.out}.json`, JSON.stringify(result, null, 2) + "\n");
   }
