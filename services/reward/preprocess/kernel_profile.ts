@@ -18,14 +18,25 @@ import { BENCH_INPUTS } from "./bench.ts";
 
 const PHASES = ["copyIn", "horizontal1", "horizontal", "vertical", "normalize", "copyOut", "wholeCall"];
 
-export function runKernelProfile(reps: number, inputs = BENCH_INPUTS): { input: string; ms: Record<string, number> }[] {
+export function runKernelProfile(
+  reps: number,
+  inputs = BENCH_INPUTS,
+): { input: string; ms: Record<string, number> }[] {
   const wasm = new WasmResampler();
   // The transformers normalization table shape (values do not change kernel times).
   const lut = new Float32Array(768).map((_, i) => (i & 255) / 255);
   return inputs.map(([w, h]) => {
     const [rw, rh] = shortestEdgeSize(w, h, 224);
     const [top, left] = centerCropOffsets(rw, rh, 224, "transformers");
-    const plan = buildResizeCropPlan({ inWidth: w, inHeight: h, resizedWidth: rw, resizedHeight: rh, size: 224, top, left });
+    const plan = buildResizeCropPlan({
+      inWidth: w,
+      inHeight: h,
+      resizedWidth: rw,
+      resizedHeight: rh,
+      size: 224,
+      top,
+      left,
+    });
     return { input: `${w}x${h}`, ms: wasm.profile(plan, noise(w, h, 1).data, lut, reps) };
   });
 }
@@ -36,7 +47,10 @@ export function formatKernelProfile(rows: { input: string; ms: Record<string, nu
     `| input | ${PHASES.join(" | ")} | JS around (whole - kernels) |`,
     `| --- | ${PHASES.map(() => "---:").join(" | ")} | ---: |`,
     ...rows.map(({ input, ms }) => {
-      const kernels = ["copyIn", "horizontal", "vertical", "normalize", "copyOut"].reduce((s, k) => s + (ms[k] ?? 0), 0);
+      const kernels = ["copyIn", "horizontal", "vertical", "normalize", "copyOut"].reduce(
+        (s, k) => s + (ms[k] ?? 0),
+        0,
+      );
       return `| ${input} | ${PHASES.map((p) => cell(ms[p])).join(" | ")} | ${cell(ms.wholeCall - kernels)} |`;
     }),
   ].join("\n");
@@ -48,7 +62,8 @@ export const KERNEL_PROFILE_FLAGS = {
 
 export const KERNEL_PROFILE_COMMAND: CommandSpec<typeof KERNEL_PROFILE_FLAGS> = {
   name: "services/reward/preprocess/kernel_profile.ts",
-  summary: "CLIP preprocessing per wasm kernel (copy in, horizontal 1-row / 4-row, vertical, normalize, copy out)",
+  summary:
+    "CLIP preprocessing per wasm kernel (copy in, horizontal 1-row / 4-row, vertical, normalize, copy out)",
   flags: KERNEL_PROFILE_FLAGS,
   examples: ["deno run -A services/reward/preprocess/kernel_profile.ts --reps 20"],
   run(values) {

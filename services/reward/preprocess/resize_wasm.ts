@@ -83,6 +83,8 @@ export class WasmResampler {
   #plan: ResizeCropPlan | null = null;
   #lut: Float32Array | null = null;
   #layout: Layout | null = null;
+  /** Run the horizontal pass with the one-row kernel only (the kernel before `horizontal4`; bench). */
+  oneRowHorizontal = false;
 
   constructor() {
     const bytes = Buffer.from(WASM_BASE64, "base64");
@@ -130,10 +132,19 @@ export class WasmResampler {
    * the last `rows % 4` rows one at a time. `oneRow` runs every row with the one-row kernel (the
    * kernel profile compares the two).
    */
-  #horizontal(l: Layout, rowBytes: number, rows: number, size: number, maxPairs: number, oneRow = false): void {
+  #horizontal(
+    l: Layout,
+    rowBytes: number,
+    rows: number,
+    size: number,
+    maxPairs: number,
+    oneRow = false,
+  ): void {
     const quads = oneRow ? 0 : rows & ~3;
     const k = this.#k;
-    if (quads > 0) k.horizontal4(l.src, rowBytes, quads, size, l.hFirst, l.hCount, l.hTaps, maxPairs, l.scratch);
+    if (quads > 0) {
+      k.horizontal4(l.src, rowBytes, quads, size, l.hFirst, l.hCount, l.hTaps, maxPairs, l.scratch);
+    }
     if (rows > quads) {
       k.horizontal(
         l.src + quads * rowBytes,
@@ -159,7 +170,7 @@ export class WasmResampler {
     const heap = new Uint8Array(this.#k.memory.buffer);
     const rowBytes = inWidth * 3, stride = size * 3;
     heap.set(src.subarray(rowStart * rowBytes, (rowStart + rowCount) * rowBytes), l.src);
-    if (h) this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize));
+    if (h) this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize), this.oneRowHorizontal);
     else {
       for (let r = 0; r < rowCount; r++) {
         const from = l.src + r * rowBytes + left * 3;
@@ -198,7 +209,11 @@ export class WasmResampler {
       times.horizontal1 = time(() => this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize), true));
       times.horizontal = time(() => this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize)));
     }
-    if (v) times.vertical = time(() => this.#k.vertical(l.scratch, stride, size, l.vFirst, l.vCount, l.vTaps, v.ksize, l.crop));
+    if (v) {
+      times.vertical = time(() =>
+        this.#k.vertical(l.scratch, stride, size, l.vFirst, l.vCount, l.vTaps, v.ksize, l.crop)
+      );
+    }
     times.normalize = time(() => this.#k.normalize(l.crop, size * size, l.lut, l.out));
     const view = new Float32Array(this.#k.memory.buffer, l.out, 3 * size * size);
     times.copyOut = time(() => out.set(view));
