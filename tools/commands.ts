@@ -176,6 +176,13 @@ export const SCRIPTS: readonly CommandEntry[] = [
     load: async () => spec((await import("../services/reward/preprocess/bench.ts")).PREPROCESS_BENCH_COMMAND),
   },
   {
+    name: "services/reward/preprocess/kernel_profile.ts",
+    script: "services/reward/preprocess/kernel_profile.ts",
+    scriptArgs: [],
+    load: async () =>
+      spec((await import("../services/reward/preprocess/kernel_profile.ts")).KERNEL_PROFILE_COMMAND),
+  },
+  {
     name: "services/reward/bench.ts",
     script: "services/reward/bench.ts",
     scriptArgs: [],

@@ -12,7 +12,7 @@
 import { median } from "../../../lib/stats.ts";
 import type { FlagSpecs } from "../../../lib/rpc/flags.ts";
 import { type CommandSpec, runCommand } from "../../../lib/cli/command.ts";
-import { clipPixelValues, clipPixelValuesReference } from "./clip_image.ts";
+import { clipPixelValues, clipPixelValuesReference, useOneRowHorizontalKernel } from "./clip_image.ts";
 import { noise } from "./noise_image.ts";
 
 export interface PreprocessBenchRow {
@@ -24,6 +24,9 @@ export interface PreprocessBenchRow {
   planRange: [number, number];
   /** Median over rounds of reference/plan time measured in the same round. */
   speedup: number;
+  /** The same plan with the one-row horizontal kernel (before the four-row kernel). */
+  oneRowMs: number;
+  oneRowSpeedup: number;
 }
 
 /** Inputs: SD1.5 samples (512), a 4:3 photo, a large photo, SD-XL size. */
@@ -37,20 +40,36 @@ export function runPreprocessBench(
     for (const variant of ["transformers", "torchvision"] as const) {
       const images = Array.from({ length: perRound }, (_, i) => noise(w, h, i + 1));
       const ref: number[] = [], plan: number[] = [], ratio: number[] = [];
+      const oneRow: number[] = [], oneRowRatio: number[] = [];
       const time = (fn: typeof clipPixelValues) => {
         const t0 = performance.now();
         const out = fn(images, 224, { variant });
         return { ms: (performance.now() - t0) / perRound, out };
       };
+      const timeOneRow = () => {
+        const was = useOneRowHorizontalKernel(true);
+        try {
+          return time(clipPixelValues);
+        } finally {
+          useOneRowHorizontalKernel(was);
+        }
+      };
+      const same = (a: Float32Array, b: Float32Array, what: string) => {
+        const x = new Uint32Array(a.buffer), y = new Uint32Array(b.buffer);
+        if (x.some((v, i) => v !== y[i])) throw new Error(`${w}x${h} ${variant}: ${what} outputs differ`);
+      };
       time(clipPixelValuesReference); // warm-up (JIT, plan cache)
       time(clipPixelValues);
+      timeOneRow();
       for (let r = 0; r < rounds; r++) {
-        const a = time(clipPixelValuesReference), b = time(clipPixelValues);
-        const x = new Uint32Array(a.out.buffer), y = new Uint32Array(b.out.buffer);
-        if (x.some((v, i) => v !== y[i])) throw new Error(`${w}x${h} ${variant}: outputs differ`);
+        const a = time(clipPixelValuesReference), b = time(clipPixelValues), c = timeOneRow();
+        same(a.out, b.out, "plan");
+        same(a.out, c.out, "one-row kernel");
         ref.push(a.ms);
         plan.push(b.ms);
+        oneRow.push(c.ms);
         ratio.push(a.ms / b.ms);
+        oneRowRatio.push(a.ms / c.ms);
       }
       rows.push({
         input: `${w}x${h}`,
@@ -60,6 +79,8 @@ export function runPreprocessBench(
         referenceRange: [Math.min(...ref), Math.max(...ref)],
         planRange: [Math.min(...plan), Math.max(...plan)],
         speedup: median(ratio),
+        oneRowMs: median(oneRow),
+        oneRowSpeedup: median(oneRowRatio),
       });
     }
   }
@@ -69,10 +90,11 @@ export function runPreprocessBench(
 export function formatPreprocessBench(rows: PreprocessBenchRow[]): string {
   const r2 = ([a, b]: [number, number]) => `${a.toFixed(2)}-${b.toFixed(2)}`;
   return [
-    "| input | variant | before: reference ms/image (range) | after: plan + wasm SIMD ms/image (range) | speedup (median of rounds) |",
-    "| --- | --- | ---: | ---: | ---: |",
+    "| input | variant | before: reference ms/image (range) | plan + wasm, one-row horizontal kernel ms/image | speedup | after: plan + wasm, four-row kernel ms/image (range) | speedup (median of rounds) |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ...rows.map((r) =>
       `| ${r.input} | ${r.variant} | ${r.referenceMs.toFixed(2)} (${r2(r.referenceRange)}) | ` +
+      `${r.oneRowMs.toFixed(3)} | ${r.oneRowSpeedup.toFixed(1)}x | ` +
       `${r.planMs.toFixed(3)} (${r2(r.planRange)}) | ${r.speedup.toFixed(1)}x |`
     ),
   ].join("\n");

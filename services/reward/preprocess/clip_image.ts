@@ -95,6 +95,17 @@ function resampler(): WasmResampler | null {
   return wasm;
 }
 
+/**
+ * The bench's "previous kernel" column: run the wasm horizontal pass with the one-row kernel only
+ * (same bytes, the speed before the four-row kernel). Returns the previous setting.
+ */
+export function useOneRowHorizontalKernel(on: boolean): boolean {
+  const w = resampler();
+  const was = w?.oneRowHorizontal ?? false;
+  if (w) w.oneRowHorizontal = on;
+  return was;
+}
+
 function planFor(image: RgbImage, size: number, variant: "transformers" | "torchvision"): ResizeCropPlan {
   validateRgbImage(image);
   checkSize(size);

@@ -57,6 +57,41 @@ Deno.test("preprocess pool: the same bits as the in-thread path, for every prepr
   }
 });
 
+Deno.test("preprocess pool: shared and cloned images, views into larger buffers, reused inputs", async () => {
+  // Images as views at odd offsets of one buffer (like bytes fields of a decoded request).
+  const base = images(6, 31);
+  const backing = new Uint8Array(base.reduce((n, im) => n + im.data.length + 7, 0));
+  let at = 3;
+  const views = base.map((im) => {
+    backing.set(im.data, at);
+    const data = backing.subarray(at, at + im.data.length);
+    at += im.data.length + 7;
+    return { ...im, data };
+  });
+  for (const clone of [false, true]) {
+    const pool = new PreprocessPool(2, clone);
+    try {
+      // Large, small, large again: the spare input buffer is reused and, when too small, replaced.
+      for (const batch of [views, views.slice(0, 2), views, images(9, 41)]) {
+        const got = await pool.pixelValues(SPECS[0], batch);
+        assertEquals(
+          bits(got),
+          bits(pixelValuesFor(SPECS[0], batch)),
+          `clone=${clone}, ${batch.length} images`,
+        );
+        assert(!(got.buffer instanceof SharedArrayBuffer), "callers get an ordinary buffer");
+      }
+    } finally {
+      pool.close();
+    }
+  }
+  assertEquals(
+    backing.subarray(3, 3 + base[0].data.length),
+    base[0].data,
+    "the caller's bytes are untouched",
+  );
+});
+
 Deno.test("preprocess pool: a bad image is named by its index in the whole batch", async () => {
   const pool = new PreprocessPool(2);
   try {

@@ -76,6 +76,43 @@ Deno.test("the crop-aware plan (JS and wasm SIMD) gives the reference port's byt
   }
 });
 
+Deno.test("wasm horizontal pass: every row remainder of the 4-row kernel, one column, odd and even taps", () => {
+  // horizontal4 runs rows in fours and the one-row kernel the rest; its last column stores 2 + 1
+  // bytes per row. Sweep shapes so that the kept row counts take every remainder mod 4, the crop
+  // has 1..5 columns (1: the first column is the last), and the tap counts are odd and even.
+  const wasm = new WasmResampler();
+  const remainders = new Set<number>(), parities = new Set<number>();
+  let i = 0;
+  for (const w of [1, 2, 3, 5, 9, 31, 64]) {
+    for (const h of [5, 6, 7, 8, 9, 10, 11, 12, 33]) {
+      for (const size of [1, 2, 3, 4, 5]) {
+        const img = image(w, h, ++i);
+        const ref = clipResizeAndCropReference(img, size, "transformers");
+        const [rw, rh] = shortestEdgeSize(w, h, size);
+        const [top, left] = centerCropOffsets(rw, rh, size, "transformers");
+        const plan = buildResizeCropPlan({
+          inWidth: w,
+          inHeight: h,
+          resizedWidth: rw,
+          resizedHeight: rh,
+          size,
+          top,
+          left,
+        });
+        if (plan.horizontal) {
+          remainders.add(plan.rowCount % 4);
+          for (const c of plan.horizontal.count) parities.add(c % 2);
+        }
+        const simd = new Uint8Array(size * size * 3);
+        wasm.resizeCrop(plan, img.data, simd);
+        sameBytes(simd, ref.data, `wasm ${w}x${h} -> ${size}`);
+      }
+    }
+  }
+  assertEquals([...remainders].sort(), [0, 1, 2, 3], "row remainders covered");
+  assertEquals([...parities].sort(), [0, 1], "odd and even tap counts covered");
+});
+
 Deno.test("clipPixelValues equals the reference pipeline bit for bit, across plans and batches", () => {
   // Alternating sizes make the kernels reload taps between images of one batch.
   const images = [image(640, 480, 3), image(200, 303, 4), image(640, 480, 5), image(224, 224, 6)];

@@ -15,6 +15,7 @@ import { WASM_BASE64 } from "./resample_wasm.ts";
 interface Kernels {
   memory: WebAssembly.Memory;
   horizontal(...args: number[]): void;
+  horizontal4(...args: number[]): void;
   vertical(...args: number[]): void;
   normalize(src: number, plane: number, lut: number, dst: number): void;
 }
@@ -82,6 +83,8 @@ export class WasmResampler {
   #plan: ResizeCropPlan | null = null;
   #lut: Float32Array | null = null;
   #layout: Layout | null = null;
+  /** Run the horizontal pass with the one-row kernel only (the kernel before `horizontal4`; bench). */
+  oneRowHorizontal = false;
 
   constructor() {
     const bytes = Buffer.from(WASM_BASE64, "base64");
@@ -124,6 +127,39 @@ export class WasmResampler {
     return l;
   }
 
+  /**
+   * The horizontal pass: four rows per step (`horizontal4`, coefficient loads shared by the rows),
+   * the last `rows % 4` rows one at a time. `oneRow` runs every row with the one-row kernel (the
+   * kernel profile compares the two).
+   */
+  #horizontal(
+    l: Layout,
+    rowBytes: number,
+    rows: number,
+    size: number,
+    maxPairs: number,
+    oneRow = false,
+  ): void {
+    const quads = oneRow ? 0 : rows & ~3;
+    const k = this.#k;
+    if (quads > 0) {
+      k.horizontal4(l.src, rowBytes, quads, size, l.hFirst, l.hCount, l.hTaps, maxPairs, l.scratch);
+    }
+    if (rows > quads) {
+      k.horizontal(
+        l.src + quads * rowBytes,
+        rowBytes,
+        rows - quads,
+        size,
+        l.hFirst,
+        l.hCount,
+        l.hTaps,
+        maxPairs,
+        l.scratch + quads * size * 3,
+      );
+    }
+  }
+
   /** Resize-and-crop of `src` by `plan`; returns a view of the crop bytes (valid until the next call). */
   #crop(plan: ResizeCropPlan, src: Uint8Array): { l: Layout; bytes: Uint8Array } {
     const { inWidth, inHeight, size, rowStart, rowCount, left, horizontal: h, vertical: v } = plan;
@@ -134,19 +170,8 @@ export class WasmResampler {
     const heap = new Uint8Array(this.#k.memory.buffer);
     const rowBytes = inWidth * 3, stride = size * 3;
     heap.set(src.subarray(rowStart * rowBytes, (rowStart + rowCount) * rowBytes), l.src);
-    if (h) {
-      this.#k.horizontal(
-        l.src,
-        rowBytes,
-        rowCount,
-        size,
-        l.hFirst,
-        l.hCount,
-        l.hTaps,
-        pairsOf(h.ksize),
-        l.scratch,
-      );
-    } else {
+    if (h) this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize), this.oneRowHorizontal);
+    else {
       for (let r = 0; r < rowCount; r++) {
         const from = l.src + r * rowBytes + left * 3;
         heap.copyWithin(l.scratch + r * stride, from, from + stride);
@@ -155,6 +180,45 @@ export class WasmResampler {
     if (v) this.#k.vertical(l.scratch, stride, size, l.vFirst, l.vCount, l.vTaps, v.ksize, l.crop);
     else heap.copyWithin(l.crop, l.scratch, l.scratch + size * stride);
     return { l, bytes: heap.subarray(l.crop, l.crop + size * stride) };
+  }
+
+  /**
+   * Per-kernel times of one resize-crop-normalize of `src` (min over `reps` runs of each phase, ms),
+   * for kernel_profile.ts. Each phase reruns on the same memory, so the times add up to one call
+   * less the JS around the kernels; `horizontal1` is the one-row kernel on all rows (the old path).
+   */
+  profile(plan: ResizeCropPlan, src: Uint8Array, lut: Float32Array, reps: number): Record<string, number> {
+    const out = new Float32Array(3 * plan.size * plan.size);
+    this.resizeCropNormalize(plan, src, lut, out, 0);
+    const l = this.#layout!;
+    const { inWidth, size, rowStart, rowCount, horizontal: h, vertical: v } = plan;
+    const rowBytes = inWidth * 3, stride = size * 3;
+    const heap = new Uint8Array(this.#k.memory.buffer);
+    const rows = src.subarray(rowStart * rowBytes, (rowStart + rowCount) * rowBytes);
+    const time = (fn: () => void) => {
+      let best = Infinity;
+      for (let r = 0; r < reps; r++) {
+        const t0 = performance.now();
+        fn();
+        best = Math.min(best, performance.now() - t0);
+      }
+      return best;
+    };
+    const times: Record<string, number> = { copyIn: time(() => heap.set(rows, l.src)) };
+    if (h) {
+      times.horizontal1 = time(() => this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize), true));
+      times.horizontal = time(() => this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize)));
+    }
+    if (v) {
+      times.vertical = time(() =>
+        this.#k.vertical(l.scratch, stride, size, l.vFirst, l.vCount, l.vTaps, v.ksize, l.crop)
+      );
+    }
+    times.normalize = time(() => this.#k.normalize(l.crop, size * size, l.lut, l.out));
+    const view = new Float32Array(this.#k.memory.buffer, l.out, 3 * size * size);
+    times.copyOut = time(() => out.set(view));
+    times.wholeCall = time(() => this.resizeCropNormalize(plan, src, lut, out, 0));
+    return times;
   }
 
   /** The `size x size x 3` crop into `out`. */
