@@ -6,17 +6,30 @@
  */
 import { COLOR_NAMES, POSITIONS, type SceneSpec, SHAPES, SIZES } from "../shapes/dataset.ts";
 
+/**
+ * Whether a training image shows its spec's object(s): `shown`; `none` (no object drawn, faded
+ * almost into the background, or too small to see); `ambiguous` (half faded: no count label, so the
+ * classifier is not taught an arbitrary threshold).
+ */
+export type Visibility = "shown" | "none" | "ambiguous";
+
 export interface AttributeHead {
   name: string;
   classes: string[];
   /** One regular expression per class (JavaScript syntax, matched against the lowercased prompt). */
   patterns: string[];
   /** The class a scene shows, or -1 when the image does not decide it (masked out of training). */
-  label(spec: SceneSpec): number;
+  label(spec: SceneSpec, visibility?: Visibility): number;
 }
 
-const COUNT_CLASSES = ["one", "two", "three"];
-const COUNT_WORDS = ["a", "two", "three"];
+// "none" (no visible object) is never asked by a prompt; it is what an empty or erased image is, so a
+// prompt's count term log p(one | two | three) is low there (the erasure hack of issue 20).
+const COUNT_CLASSES = ["one", "two", "three", "none"];
+const COUNT_PATTERNS = ["^a\\b", "^two\\b", "^three\\b", "(?!)"];
+/** The object heads say nothing about an image without a visible object. */
+const shown = (v: Visibility | undefined) => (v ?? "shown") === "shown";
+/** A prompt that mentions no stripes: it asks for the plain background. */
+const STRIPES_NONE_PATTERN = "^(?!.*\\bwith \\w+ stripes\\b)";
 const shapeNoun = `(?:${SHAPES.join("|")})s?`;
 
 /** The heads, in the order of the classifier's output. */
@@ -25,13 +38,13 @@ export const ATTRIBUTE_HEADS: readonly AttributeHead[] = [
     name: "shape",
     classes: [...SHAPES],
     patterns: SHAPES.map((s) => `\\b${s}s?\\b`),
-    label: (s) => SHAPES.indexOf(s.shape),
+    label: (s, v) => (shown(v) ? SHAPES.indexOf(s.shape) : -1),
   },
   {
     name: "color",
     classes: [...COLOR_NAMES],
     patterns: COLOR_NAMES.map((c) => `\\b${c} ${shapeNoun}\\b`),
-    label: (s) => COLOR_NAMES.indexOf(s.color),
+    label: (s, v) => (shown(v) ? COLOR_NAMES.indexOf(s.color) : -1),
   },
   {
     name: "background",
@@ -42,27 +55,29 @@ export const ATTRIBUTE_HEADS: readonly AttributeHead[] = [
   {
     name: "count",
     classes: COUNT_CLASSES,
-    patterns: COUNT_WORDS.map((w) => `^${w}\\b`),
-    label: (s) => s.count - 1,
+    patterns: COUNT_PATTERNS,
+    label: (s, v) => (v === "none" ? 3 : v === "ambiguous" ? -1 : s.count - 1),
   },
   {
     name: "size",
     classes: [...SIZES],
     patterns: SIZES.map((z) => `\\b${z}\\b`),
-    label: (s) => SIZES.indexOf(s.size),
+    label: (s, v) => (shown(v) ? SIZES.indexOf(s.size) : -1),
   },
   {
     name: "position",
     classes: [...POSITIONS],
     patterns: POSITIONS.map((p) => `\\bat the ${p}\\b`),
     // Without a position the shape sits anywhere: no label.
-    label: (s) => (s.position ? POSITIONS.indexOf(s.position) : -1),
+    label: (s, v) => (s.position && shown(v) ? POSITIONS.indexOf(s.position) : -1),
   },
   {
     name: "stripes",
     classes: ["none", ...COLOR_NAMES],
-    // "none" is never asked by a prompt (a pattern that cannot match): plain is not a prompt word.
-    patterns: ["(?!)", ...COLOR_NAMES.map((c) => `\\bwith ${c} stripes\\b`)],
+    // The grammar draws stripes only when the prompt says so, so a prompt without "with ... stripes"
+    // asks for a plain background ("none"). Without that, stripes were free: the first tuned models of
+    // issue 20's second round painted diagonal stripes over the background (and the object).
+    patterns: [STRIPES_NONE_PATTERN, ...COLOR_NAMES.map((c) => `\\bwith ${c} stripes\\b`)],
     label: (s) => (s.stripes ? 1 + COLOR_NAMES.indexOf(s.stripes) : 0),
   },
 ];

@@ -19,7 +19,8 @@ import { type CommandSpec, runCommand } from "../../lib/cli/command.ts";
 import type { FlagSpecs, FlagValues } from "../../lib/rpc/flags.ts";
 import { BACKENDS, initBackend, parseBackendName } from "../../lib/tensor/backend.ts";
 import { enableGradients } from "../../lib/tensor/gradients.ts";
-import { makeSample } from "../shapes/dataset.ts";
+import { makeSample, type RenderOptions, sampleSpec } from "../shapes/dataset.ts";
+import { uniform } from "../shapes/rand.ts";
 import {
   ARCHS,
   attributeBundleManifest,
@@ -30,7 +31,7 @@ import {
   IMAGE_SIZE,
   initClassifierParams,
 } from "./classifier.ts";
-import { ATTRIBUTE_HEADS, headOffsets, totalClasses } from "./heads.ts";
+import { ATTRIBUTE_HEADS, headOffsets, totalClasses, type Visibility } from "./heads.ts";
 import { movingAverage } from "../../services/trainer/metrics.ts";
 import { lineChartSvg, PALETTE } from "../../services/trainer/report/plot.ts";
 
@@ -69,8 +70,49 @@ function boxBlur(img: Float32Array, size: number): Float32Array {
   return out;
 }
 
-/** Images (NHWC, x / 255) and labels of samples [start, start + n) of data set `dataSeed`. */
-export function makeBatch(dataSeed: number, start: number, n: number, augment: boolean): ClassifierBatch {
+/** Radius of a shape in pixels at 32x32 below which it counts as not visible ("none"). */
+const VISIBLE_RADIUS_PX = 1;
+
+/**
+ * How sample `index` is drawn for the classifiers: 9 % without an object, 9 % faded (opacity
+ * 0.05-0.75: below 0.3 "none", 0.3-0.55 ambiguous, above "shown"), 4 % shrunk (radius x 0.1-0.3:
+ * under 1 pixel "none", else ambiguous), the rest as the data set draws it. A pure function of
+ * (dataSeed, index), like the data set.
+ */
+export function visibilityOf(
+  dataSeed: number,
+  index: number,
+  small: boolean,
+): { render: RenderOptions; visibility: Visibility } {
+  const [u0, u1] = uniform(dataSeed ^ 0x3c6ef372, index, 2);
+  if (u0 < 0.09) return { render: { opacity: 0 }, visibility: "none" };
+  if (u0 < 0.18) {
+    const opacity = 0.05 + 0.7 * u1;
+    return {
+      render: { opacity },
+      visibility: opacity < 0.3 ? "none" : opacity < 0.55 ? "ambiguous" : "shown",
+    };
+  }
+  if (u0 < 0.22) {
+    const scale = 0.1 + 0.2 * u1;
+    const radiusPx = (small ? 0.11 : 0.2) * IMAGE_SIZE * scale;
+    return { render: { scale }, visibility: radiusPx < VISIBLE_RADIUS_PX ? "none" : "ambiguous" };
+  }
+  return { render: {}, visibility: "shown" };
+}
+
+/**
+ * Images (NHWC, x / 255) and labels of samples [start, start + n) of data set `dataSeed`, drawn by
+ * renderer `variant` (training the evaluator on another variant than the reward keeps it from
+ * sharing the reward's generator).
+ */
+export function makeBatch(
+  dataSeed: number,
+  start: number,
+  n: number,
+  augment: boolean,
+  variant: RenderOptions["variant"] = "default",
+): ClassifierBatch {
   const heads = ATTRIBUTE_HEADS;
   const total = totalClasses(heads);
   const offsets = headOffsets(heads);
@@ -80,13 +122,14 @@ export function makeBatch(dataSeed: number, start: number, n: number, augment: b
   const mask = new Float32Array(heads.length * n);
   const labels = new Int32Array(heads.length * n);
   for (let i = 0; i < n; i++) {
-    const s = makeSample(dataSeed, start + i, IMAGE_SIZE);
+    const vis = visibilityOf(dataSeed, start + i, sampleSizeIsSmall(dataSeed, start + i));
+    const s = makeSample(dataSeed, start + i, IMAGE_SIZE, { ...vis.render, variant });
     let img: Float32Array = Float32Array.from(s.image, (v) => v / 255);
     // Sample-determined augmentation (the last pixel's noise decides), so a batch is reproducible.
     if (augment && (s.image[px - 1] + start + i) % 2 === 0) img = boxBlur(img, IMAGE_SIZE);
     images.set(img, i * px);
     heads.forEach((h, k) => {
-      const l = h.label(s.spec);
+      const l = h.label(s.spec, vis.visibility);
       labels[k * n + i] = l;
       if (l >= 0) {
         targets[i * total + offsets[k] + l] = 1;
@@ -95,6 +138,10 @@ export function makeBatch(dataSeed: number, start: number, n: number, augment: b
     });
   }
   return { images, targets, mask, labels };
+}
+
+function sampleSizeIsSmall(dataSeed: number, index: number): boolean {
+  return sampleSpec(dataSeed, index).size === "small";
 }
 
 /** Sum over heads of the mean cross-entropy over the images that head labels. */
@@ -126,10 +173,15 @@ export async function heldOutAccuracy(
   n: number,
   dataSeed = HELD_OUT_DATA_SEED,
 ): Promise<Record<string, { accuracy: number; n: number }>> {
+  // Beside each head's accuracy: count_none_recall (argmax "none" on the images labelled none) and
+  // count_false_none (argmax "none" on images with a visible object).
   const heads = ATTRIBUTE_HEADS;
   const offsets = headOffsets(heads);
   const correct = heads.map(() => 0);
   const counted = heads.map(() => 0);
+  const countHead = heads.findIndex((h) => h.name === "count");
+  const noneClass = heads[countHead].classes.indexOf("none");
+  const none = { labelled: 0, recalled: 0, shown: 0, falseNone: 0 };
   const chunk = 200;
   for (let start = 0; start < n; start += chunk) {
     const m = Math.min(chunk, n - start);
@@ -150,12 +202,23 @@ export async function heldOutAccuracy(
         }
         counted[k]++;
         if (best === l) correct[k]++;
+        if (k === countHead && l === noneClass) {
+          none.labelled++;
+          if (best === noneClass) none.recalled++;
+        } else if (k === countHead) {
+          none.shown++;
+          if (best === noneClass) none.falseNone++;
+        }
       }
     });
   }
-  return Object.fromEntries(
-    heads.map((h, k) => [h.name, { accuracy: correct[k] / Math.max(1, counted[k]), n: counted[k] }]),
-  );
+  return {
+    ...Object.fromEntries(
+      heads.map((h, k) => [h.name, { accuracy: correct[k] / Math.max(1, counted[k]), n: counted[k] }]),
+    ),
+    count_none_recall: { accuracy: none.recalled / Math.max(1, none.labelled), n: none.labelled },
+    count_false_none: { accuracy: none.falseNone / Math.max(1, none.shown), n: none.shown },
+  };
 }
 
 /** loss.svg of a bundle folder's loss.csv (raw and a 50-step moving average). */
@@ -181,6 +244,8 @@ export interface TrainClassifierOptions {
   steps: number;
   batch: number;
   lr: number;
+  /** The renderer variant of the training images (held-out accuracy is always on `default`). */
+  renderer: "default" | "jitter";
   evalImages: number;
   out: string;
   name: string;
@@ -203,7 +268,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<Record
   const losses: number[] = [];
   const t0 = performance.now();
   for (let step = 0; step < o.steps; step++) {
-    const b = makeBatch(TRAIN_DATA_SEED + o.seed, step * o.batch, o.batch, true);
+    const b = makeBatch(TRAIN_DATA_SEED + o.seed, step * o.batch, o.batch, true, o.renderer);
     const loss = optimizer.minimize(() => lossOf(o.arch, params, b, o.batch), true, [...params.values()])!;
     losses.push((await loss.data())[0]);
     loss.dispose();
@@ -237,6 +302,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<Record
     steps: o.steps,
     batch: o.batch,
     lr: o.lr,
+    renderer: o.renderer,
     train_data_seed: TRAIN_DATA_SEED + o.seed,
     held_out_data_seed: HELD_OUT_DATA_SEED,
     held_out_accuracy: accuracy,
@@ -263,6 +329,12 @@ export const TRAIN_CLASSIFIER_FLAGS = {
   steps: { type: "int", default: 1500, min: 1, description: "Adam steps" },
   batch: { type: "int", default: 64, min: 1, description: "fresh procedural images per step" },
   lr: { type: "number", default: 0.002, min: 0, description: "Adam learning rate" },
+  renderer: {
+    type: "string",
+    default: "default",
+    choices: ["default", "jitter"],
+    description: "renderer variant of the training images (jitter: the evaluator's own generator)",
+  },
   evalImages: {
     type: "int",
     default: 2000,
@@ -295,6 +367,7 @@ async function trainClassifierCommand(values: FlagValues<typeof TRAIN_CLASSIFIER
     steps: values.steps,
     batch: values.batch,
     lr: values.lr,
+    renderer: values.renderer as "default" | "jitter",
     evalImages: values.evalImages,
     out: values.out,
     name: values.name,

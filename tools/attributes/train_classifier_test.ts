@@ -2,7 +2,9 @@ import { join } from "node:path";
 import { parseCommand } from "../../lib/cli/command.ts";
 import { assert, assertEquals } from "../../lib/testing/assert.ts";
 import { documentedCommands } from "../../lib/testing/doc_commands.ts";
-import { TRAIN_CLASSIFIER_COMMAND } from "./train_classifier.ts";
+import { TRAIN_CLASSIFIER_COMMAND, visibilityOf } from "./train_classifier.ts";
+import { ATTRIBUTE_HEADS } from "./heads.ts";
+import { sampleSpec } from "../shapes/dataset.ts";
 
 const SCRIPT = "tools/attributes/train_classifier.ts";
 
@@ -15,6 +17,7 @@ Deno.test("train_classifier: the flags keep the defaults the script had", () => 
     steps: 1500,
     batch: 64,
     lr: 0.002,
+    renderer: "default",
     evalImages: 2000,
     out: "x",
     name: "prompt_fidelity",
@@ -61,4 +64,40 @@ Deno.test("train_classifier: --plot-only redraws loss.svg from loss.csv and trai
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("train_classifier: a share of the images shows no visible object, labelled count none", () => {
+  const kinds = { shown: 0, none: 0, ambiguous: 0 };
+  for (let i = 0; i < 4000; i++) {
+    const v = visibilityOf(7001, i, sampleSpec(7001, i).size === "small");
+    assertEquals(
+      v,
+      visibilityOf(7001, i, sampleSpec(7001, i).size === "small"),
+      "a pure function of the index",
+    );
+    kinds[v.visibility]++;
+    if (v.visibility === "shown") assert((v.render.opacity ?? 1) >= 0.55 && (v.render.scale ?? 1) === 1);
+    if (v.render.opacity === 0) assertEquals(v.visibility, "none");
+  }
+  // 9 % empty + part of 9 % faded + part of 4 % shrunk: between 10 % and 22 % none.
+  assert(kinds.none > 400 && kinds.none < 880, JSON.stringify(kinds));
+  assert(kinds.ambiguous > 0 && kinds.shown > 3000, JSON.stringify(kinds));
+});
+
+Deno.test("attribute heads: a scene without a visible object labels count none and masks the object heads", () => {
+  const spec = sampleSpec(7001, 3);
+  const byName = Object.fromEntries(ATTRIBUTE_HEADS.map((h) => [h.name, h]));
+  const count = byName.count;
+  assertEquals(count.label(spec, "none"), count.classes.indexOf("none"));
+  assertEquals(count.label(spec, "ambiguous"), -1);
+  assertEquals(count.label(spec, "shown"), spec.count - 1);
+  for (const name of ["shape", "color", "size", "position"]) {
+    assertEquals(byName[name].label(spec, "none"), -1);
+  }
+  // The background is still what the image shows.
+  assertEquals(byName.background.label(spec, "none"), byName.background.label(spec));
+  // "none" is never what a prompt asks for.
+  assert(
+    !new RegExp(count.patterns[count.classes.indexOf("none")]).test("a red circle on a blue background"),
+  );
 });

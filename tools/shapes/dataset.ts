@@ -132,13 +132,46 @@ function insideShape(shape: ShapeName, x: number, y: number): boolean {
 }
 
 /**
+ * How the renderer draws a scene beyond its spec. The defaults draw exactly what the data set always
+ * drew (the embedded model was trained on it); the classifiers use `opacity` and `scale` to make
+ * images whose object is faded into the background or too small to see (the "none" count class),
+ * and the held-out evaluator trains on the `jitter` variant so it does not share the reward's
+ * generator.
+ */
+export interface RenderOptions {
+  /** The object's opacity over the background, in [0, 1] (0: no object drawn). */
+  opacity?: number;
+  /** Factor on the object's radius. */
+  scale?: number;
+  /**
+   * `default`: crisp pixel-centre shapes, palette colours, noise sigma 4. `jitter`: per-image colour
+   * jitter (up to +-18 per channel, object and background apart), 2x2 supersampled (antialiased)
+   * edges, radius +-12 %, extra placement jitter, noise sigma 7.
+   */
+  variant?: "default" | "jitter";
+}
+
+function jittered(c: readonly number[], u: Float64Array, at: number): number[] {
+  return c.map((v, k) => Math.max(0, Math.min(255, v + (u[at + k] - 0.5) * 36)));
+}
+
+/**
  * Renders a spec to an RGB image. Placement jitter and a little pixel noise come from
  * (seed, index), so two samples with the same prompt differ.
  */
-export function renderSpec(spec: SceneSpec, size: number, seed: number, index: number): Uint8Array {
+export function renderSpec(
+  spec: SceneSpec,
+  size: number,
+  seed: number,
+  index: number,
+  options: RenderOptions = {},
+): Uint8Array {
+  const jitter = options.variant === "jitter";
+  const opacity = options.opacity ?? 1;
+  const v = jitter ? uniform(seed ^ 0x1b873593, index, 12) : undefined;
   const img = new Uint8Array(size * size * 3);
-  const bg = COLORS[spec.background];
-  const st = spec.stripes ? COLORS[spec.stripes] : undefined;
+  const bg = v ? jittered(COLORS[spec.background], v, 0) : COLORS[spec.background];
+  const st = spec.stripes ? (v ? jittered(COLORS[spec.stripes], v, 3) : COLORS[spec.stripes]) : undefined;
   const stripePeriod = Math.max(4, Math.round(size / 6));
   for (let y = 0; y < size; y++) {
     for (let x = 0; x < size; x++) {
@@ -150,7 +183,9 @@ export function renderSpec(spec: SceneSpec, size: number, seed: number, index: n
     }
   }
   const u = uniform(seed ^ 0x5bd1e995, index, 16);
-  const radius = (spec.size === "small" ? 0.11 : 0.2) * size;
+  const radius = (spec.size === "small" ? 0.11 : 0.2) * size * (options.scale ?? 1) *
+    (v ? 0.88 + 0.24 * v[9] : 1);
+  const shift: [number, number] = v ? [(v[10] - 0.5) * 0.08 * size, (v[11] - 0.5) * 0.08 * size] : [0, 0];
   const centers: [number, number][] = [];
   if (spec.count === 1) {
     const [cx, cy] = spec.position ? POSITION_CENTERS[spec.position] : [0.3 + 0.4 * u[0], 0.3 + 0.4 * u[1]];
@@ -165,32 +200,42 @@ export function renderSpec(spec: SceneSpec, size: number, seed: number, index: n
       centers.push(vertical ? [b * size, a * size] : [a * size, b * size]);
     }
   }
-  const col = COLORS[spec.color];
-  for (const [cx, cy] of centers) {
+  const col = v ? jittered(COLORS[spec.color], v, 6) : COLORS[spec.color];
+  // Sub-pixel sample offsets: the pixel centre, or a 2x2 grid (antialiased coverage).
+  const subs = jitter ? [0.25, 0.75] : [0.5];
+  for (const [cx0, cy0] of opacity > 0 ? centers : []) {
+    const cx = cx0 + shift[0], cy = cy0 + shift[1];
     const x0 = Math.max(0, Math.floor(cx - radius - 1));
     const x1 = Math.min(size - 1, Math.ceil(cx + radius + 1));
     const y0 = Math.max(0, Math.floor(cy - radius - 1));
     const y1 = Math.min(size - 1, Math.ceil(cy + radius + 1));
     for (let y = y0; y <= y1; y++) {
       for (let x = x0; x <= x1; x++) {
-        if (insideShape(spec.shape, (x + 0.5 - cx) / radius, (y + 0.5 - cy) / radius)) {
-          const o = (y * size + x) * 3;
-          img[o] = col[0];
-          img[o + 1] = col[1];
-          img[o + 2] = col[2];
+        let inside = 0;
+        for (const sy of subs) {
+          for (const sx of subs) {
+            if (insideShape(spec.shape, (x + sx - cx) / radius, (y + sy - cy) / radius)) inside++;
+          }
+        }
+        if (inside === 0) continue;
+        const alpha = opacity * inside / (subs.length * subs.length);
+        const o = (y * size + x) * 3;
+        for (let k = 0; k < 3; k++) {
+          img[o + k] = alpha >= 1 ? col[k] : Math.round(img[o + k] * (1 - alpha) + col[k] * alpha);
         }
       }
     }
   }
+  const sigma = jitter ? 7 : 4;
   const noise = gaussian(seed ^ 0x27d4eb2f, index, size * size * 3);
   for (let i = 0; i < img.length; i++) {
-    img[i] = Math.max(0, Math.min(255, Math.round(img[i] + 4 * noise[i])));
+    img[i] = Math.max(0, Math.min(255, Math.round(img[i] + sigma * noise[i])));
   }
   return img;
 }
 
 /** Sample `index` of the data set `seed` at `size x size` pixels. */
-export function makeSample(seed: number, index: number, size: number): Sample {
+export function makeSample(seed: number, index: number, size: number, options: RenderOptions = {}): Sample {
   const spec = sampleSpec(seed, index);
-  return { spec, prompt: promptFor(spec), image: renderSpec(spec, size, seed, index) };
+  return { spec, prompt: promptFor(spec), image: renderSpec(spec, size, seed, index, options) };
 }
