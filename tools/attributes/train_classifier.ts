@@ -19,7 +19,7 @@ import { type CommandSpec, runCommand } from "../../lib/cli/command.ts";
 import type { FlagSpecs, FlagValues } from "../../lib/rpc/flags.ts";
 import { BACKENDS, initBackend, parseBackendName } from "../../lib/tensor/backend.ts";
 import { enableGradients } from "../../lib/tensor/gradients.ts";
-import { makeSample, type RenderOptions, sampleSpec } from "../shapes/dataset.ts";
+import { type RenderOptions, renderSpec, sampleSpec } from "../shapes/dataset.ts";
 import { uniform } from "../shapes/rand.ts";
 import {
   ARCHS,
@@ -122,14 +122,16 @@ export function makeBatch(
   const mask = new Float32Array(heads.length * n);
   const labels = new Int32Array(heads.length * n);
   for (let i = 0; i < n; i++) {
-    const vis = visibilityOf(dataSeed, start + i, sampleSizeIsSmall(dataSeed, start + i));
-    const s = makeSample(dataSeed, start + i, IMAGE_SIZE, { ...vis.render, variant });
-    let img: Float32Array = Float32Array.from(s.image, (v) => v / 255);
+    // The scene once: its size decides what "too small to see" is, then it is drawn (makeSample's steps).
+    const spec = sampleSpec(dataSeed, start + i);
+    const vis = visibilityOf(dataSeed, start + i, spec.size === "small");
+    const image = renderSpec(spec, IMAGE_SIZE, dataSeed, start + i, { ...vis.render, variant });
+    let img: Float32Array = Float32Array.from(image, (v) => v / 255);
     // Sample-determined augmentation (the last pixel's noise decides), so a batch is reproducible.
-    if (augment && (s.image[px - 1] + start + i) % 2 === 0) img = boxBlur(img, IMAGE_SIZE);
+    if (augment && (image[px - 1] + start + i) % 2 === 0) img = boxBlur(img, IMAGE_SIZE);
     images.set(img, i * px);
     heads.forEach((h, k) => {
-      const l = h.label(s.spec, vis.visibility);
+      const l = h.label(spec, vis.visibility);
       labels[k * n + i] = l;
       if (l >= 0) {
         targets[i * total + offsets[k] + l] = 1;
@@ -138,10 +140,6 @@ export function makeBatch(
     });
   }
   return { images, targets, mask, labels };
-}
-
-function sampleSizeIsSmall(dataSeed: number, index: number): boolean {
-  return sampleSpec(dataSeed, index).size === "small";
 }
 
 /** Sum over heads of the mean cross-entropy over the images that head labels. */

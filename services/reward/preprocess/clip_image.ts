@@ -106,7 +106,12 @@ export function useOneRowHorizontalKernel(on: boolean): boolean {
   return was;
 }
 
-function planFor(image: RgbImage, size: number, variant: "transformers" | "torchvision"): ResizeCropPlan {
+/** The (cached) resize-crop plan of CLIP's shortest-side resize to `size` and center crop of `image`. */
+export function clipCropPlan(
+  image: RgbImage,
+  size: number,
+  variant: "transformers" | "torchvision",
+): ResizeCropPlan {
   validateRgbImage(image);
   checkSize(size);
   const [rw, rh] = shortestEdgeSize(image.width, image.height, size);
@@ -121,7 +126,7 @@ function resizeAndCropInto(
   variant: "transformers" | "torchvision",
   out: Uint8ClampedArray,
 ): void {
-  const plan = planFor(image, size, variant);
+  const plan = clipCropPlan(image, size, variant);
   const w = resampler();
   if (w) w.resizeCrop(plan, image.data, out);
   else runResizeCropPlan(plan, image.data, out);
@@ -240,7 +245,7 @@ export function clipPixelValues(
   const w = resampler();
   const crop = w ? null : new Uint8ClampedArray(per);
   perImage(images, (img, n) => {
-    const plan = planFor(img, size, variant);
+    const plan = clipCropPlan(img, size, variant);
     if (w) return w.resizeCropNormalize(plan, img.data, lut, out, n * per);
     runResizeCropPlan(plan, img.data, crop!);
     writeChw(crop!, size * size, lut, out, n * per);

@@ -1,11 +1,10 @@
 import { assert, assertEquals, assertThrows } from "../../../lib/testing/assert.ts";
 import type { RgbImage } from "../../../lib/image/png.ts";
 import {
-  centerCropOffsets,
+  clipCropPlan,
   clipPixelValues,
   clipPixelValuesReference,
   clipResizeAndCropReference,
-  shortestEdgeSize,
 } from "./clip_image.ts";
 import { buildResizeCropPlan, ResizePlanCache, runResizeCropPlan } from "./resize_plan.ts";
 import { WasmResampler } from "./resize_wasm.ts";
@@ -55,17 +54,7 @@ Deno.test("the crop-aware plan (JS and wasm SIMD) gives the reference port's byt
     for (const variant of ["transformers", "torchvision"] as const) {
       const img = image(w, h, i + 1);
       const ref = clipResizeAndCropReference(img, size, variant);
-      const [rw, rh] = shortestEdgeSize(w, h, size);
-      const [top, left] = centerCropOffsets(rw, rh, size, variant);
-      const plan = buildResizeCropPlan({
-        inWidth: w,
-        inHeight: h,
-        resizedWidth: rw,
-        resizedHeight: rh,
-        size,
-        top,
-        left,
-      });
+      const plan = clipCropPlan(img, size, variant);
       const js = new Uint8ClampedArray(size * size * 3);
       runResizeCropPlan(plan, img.data, js);
       sameBytes(js, ref.data, `JS ${w}x${h} -> ${size} ${variant}`);
@@ -88,17 +77,7 @@ Deno.test("wasm horizontal pass: every row remainder of the 4-row kernel, one co
       for (const size of [1, 2, 3, 4, 5]) {
         const img = image(w, h, ++i);
         const ref = clipResizeAndCropReference(img, size, "transformers");
-        const [rw, rh] = shortestEdgeSize(w, h, size);
-        const [top, left] = centerCropOffsets(rw, rh, size, "transformers");
-        const plan = buildResizeCropPlan({
-          inWidth: w,
-          inHeight: h,
-          resizedWidth: rw,
-          resizedHeight: rh,
-          size,
-          top,
-          left,
-        });
+        const plan = clipCropPlan(img, size, "transformers");
         if (plan.horizontal) {
           remainders.add(plan.rowCount % 4);
           for (const c of plan.horizontal.count) parities.add(c % 2);
