@@ -6,7 +6,7 @@
  * on), JPEG size and colourfulness. Writes results.json, RESULTS.md's generated tables, and the
  * h_w / h_l curves during training (h_l.svg, h_l.png: the paper's Figure 1 / 3b).
  *
- *   deno run -A experiments/method_comparison/run.ts [--seeds 1,2,3] [--methods d3po,tailorpo,rdpo_star,rdpo]
+ *   deno run -A experiments/method_comparison/run.ts [--seeds 1,2,3] [--methods d3po,tailorpo,rdpo_star,rdpo,rdpo_lambda_beta]
  *                                                    [--steps N] [--out runs/method_comparison] [--collect]
  *   deno run -A experiments/method_comparison/run.ts --help
  *
@@ -25,7 +25,12 @@ import { svgToPng } from "../../services/trainer/report/svg.ts";
 
 const here = join(repoRoot, "experiments", "method_comparison");
 /** The methods with a preset in configs/ (configs/<method>.json). */
-export const METHODS = ["d3po", "tailorpo", "rdpo_star", "rdpo"] as const;
+/**
+ * `rdpo_lambda_beta` is RDPO with lambda = beta = 0.1: h here is a per-dimension mean log-ratio (~1e-5), so
+ * the paper's lambda 100 makes the penalty outweigh the preference 1000 to 1 (RESULTS.md); lambda = beta
+ * keeps both terms of the loss at one scale.
+ */
+export const METHODS = ["d3po", "tailorpo", "rdpo_star", "rdpo", "rdpo_lambda_beta"] as const;
 /**
  * Training structures: `epoch` is configs/base.json's peers' epoch structure (several sample
  * batches, then minibatch updates over them, off-policy after the first); `per_batch` is one
@@ -382,7 +387,7 @@ async function methodComparison(values: FlagValues<typeof METHOD_COMPARISON_FLAG
   const labels = structures.flatMap((st) => methods.map((m) => runLabel(m, st)));
   const tables = resultTables(results, labels);
   for (const st of structures) {
-    const shown = ["d3po", "rdpo_star", "rdpo"].map((m) => runLabel(m, st));
+    const shown = ["d3po", "rdpo_star", "rdpo", "rdpo_lambda_beta"].map((m) => runLabel(m, st));
     const svg = hChart(results, shown, st === "epoch" ? "peers' epoch structure" : "on-policy, per batch");
     const name = st === "epoch" ? "h_l" : `h_l_${st}`;
     await Deno.writeTextFile(join(here, `${name}.svg`), svg);

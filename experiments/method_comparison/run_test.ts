@@ -20,7 +20,7 @@ Deno.test("method comparison: the flags keep the defaults the script had", () =>
   assert(r.kind === "run");
   assertEquals(r.values, {
     seeds: "1,2,3",
-    methods: "d3po,tailorpo,rdpo_star,rdpo",
+    methods: "d3po,tailorpo,rdpo_star,rdpo,rdpo_lambda_beta",
     structures: "epoch",
     steps: undefined,
     out: "runs/method_comparison",

@@ -4,7 +4,6 @@
  */
 import { InvalidArgumentError } from "../../lib/errors.ts";
 import type {
-  AttributeSpec,
   BundleManifest,
   FeedSource,
   ModelSpec,
@@ -20,6 +19,8 @@ import {
   PREPROCESSING_TYPES,
   SCORER_KINDS,
 } from "./bundle_types.ts";
+import { parseAttributes } from "./bundle_attributes.ts";
+import { int, isObject, type Json, num, str, triple } from "./manifest_fields.ts";
 
 const CLIP_MEAN: [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
 const CLIP_STD: [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
@@ -94,52 +95,6 @@ const DEFAULTS: Record<ScorerKind, KindDefaults> = {
 /** Roles each kind requires in `models`. */
 export function requiredRoles(kind: ScorerKind): string[] {
   return kind === "onnx" ? ["model"] : Object.keys(DEFAULTS[kind].models);
-}
-
-type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-function str(obj: Json, key: string, field: string, fallback?: string): string {
-  const v = obj[key];
-  if (v === undefined && fallback !== undefined) return fallback;
-  if (typeof v !== "string" || v.length === 0) {
-    throw new InvalidArgumentError(`${field}.${key}`, "must be a non-empty string");
-  }
-  return v;
-}
-
-function num(obj: Json, key: string, field: string, fallback?: number): number {
-  const v = obj[key];
-  if (v === undefined && fallback !== undefined) return fallback;
-  if (typeof v !== "number" || !Number.isFinite(v)) {
-    throw new InvalidArgumentError(`${field}.${key}`, "must be a finite number");
-  }
-  return v;
-}
-
-function int(obj: Json, key: string, field: string, fallback: number, min: number): number {
-  const v = num(obj, key, field, fallback);
-  if (!Number.isInteger(v) || v < min) {
-    throw new InvalidArgumentError(`${field}.${key}`, `must be an integer >= ${min}, got ${v}`);
-  }
-  return v;
-}
-
-function triple(
-  obj: Json,
-  key: string,
-  field: string,
-  fallback: [number, number, number],
-): [number, number, number] {
-  const v = obj[key];
-  if (v === undefined) return fallback;
-  if (!Array.isArray(v) || v.length !== 3 || !v.every((x) => typeof x === "number" && Number.isFinite(x))) {
-    throw new InvalidArgumentError(`${field}.${key}`, "must be an array of 3 finite numbers");
-  }
-  return v as [number, number, number];
 }
 
 /** A relative path inside the bundle (no absolute paths, no `..`). */
@@ -365,41 +320,4 @@ export function parseManifest(raw: unknown): BundleManifest {
     manifest.attributes = parseAttributes(raw.attributes);
   }
   return manifest;
-}
-
-function parseAttributes(raw: unknown): AttributeSpec[] {
-  if (!Array.isArray(raw) || raw.length === 0) {
-    throw new InvalidArgumentError("attributes", "must be a non-empty array of {name, classes, patterns}");
-  }
-  return raw.map((a, i) => {
-    const field = `attributes[${i}]`;
-    if (!isObject(a)) throw new InvalidArgumentError(field, "must be an object {name, classes, patterns}");
-    const name = str(a, "name", field);
-    const strings = (key: string) => {
-      const v = a[key];
-      if (!Array.isArray(v) || v.length < 2 || !v.every((x) => typeof x === "string" && x.length > 0)) {
-        throw new InvalidArgumentError(`${field}.${key}`, "must be an array of at least 2 non-empty strings");
-      }
-      return v as string[];
-    };
-    const classes = strings("classes");
-    const patterns = strings("patterns");
-    if (patterns.length !== classes.length) {
-      throw new InvalidArgumentError(
-        `${field}.patterns`,
-        `must have one pattern per class (${classes.length}), got ${patterns.length}`,
-      );
-    }
-    patterns.forEach((p, k) => {
-      try {
-        new RegExp(p);
-      } catch (e) {
-        throw new InvalidArgumentError(
-          `${field}.patterns[${k}]`,
-          `is not a regular expression: ${(e as Error).message}`,
-        );
-      }
-    });
-    return { name, classes, patterns };
-  });
 }

@@ -91,4 +91,18 @@ export interface AttributeSpec {
   classes: string[];
   /** Regular expressions (JavaScript), one per class, matched against the lowercased prompt. */
   patterns: string[];
+  /**
+   * Set when this head's classes are conditional on an object being visible (it was trained only on
+   * images that show one): class `absent` of head `head` is the probability that none is. The head's
+   * term is then the joint log p(visible, class) = log(1 - p(absent)) + log p(class | visible), so an
+   * image without the object cannot score the head's uninformed (near-uniform) guess.
+   */
+  presence?: PresenceSpec;
+}
+
+/** See AttributeSpec.presence. */
+export interface PresenceSpec {
+  /** The head whose class `absent` says "no visible object". */
+  head: string;
+  absent: string;
 }

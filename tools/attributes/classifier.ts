@@ -195,6 +195,11 @@ export function attributeBundleManifest(
     models: { model: { file: "model.onnx", feeds: { pixel_values: "pixel_values" }, output: "log_probs" } },
     // x / 255, NCHW: what the classifier was trained on (mean 0, std 1 leaves CLIP's rescale alone).
     preprocessing: { type: "clip", size: IMAGE_SIZE, mean: [0, 0, 0], std: [1, 1, 1] },
-    attributes: heads.map((h) => ({ name: h.name, classes: h.classes, patterns: h.patterns })),
+    attributes: heads.map((h) => ({
+      name: h.name,
+      classes: h.classes,
+      patterns: h.patterns,
+      ...(h.presence ? { presence: h.presence } : {}),
+    })),
   };
 }

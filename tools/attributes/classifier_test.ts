@@ -48,8 +48,18 @@ for (const arch of Object.values(ARCHS)) {
     const offsets = headOffsets();
     const prompts = samples.map((s) => s.prompt);
     const attrs = attributeBundleManifest("x", "1", "").attributes;
+    // The object heads score jointly with visibility: + log(1 - p(count = none)), written here as
+    // log1p(-exp) (the scorer takes the log-sum-exp of the other count classes).
+    const count = ATTRIBUTE_HEADS.findIndex((h) => h.name === "count");
+    const none = ATTRIBUTE_HEADS[count].classes.indexOf("none");
     const want = prompts.map((p, i) =>
-      askedClasses(attrs, p).reduce((s, k, h) => (k < 0 ? s : s + lp[i * total + offsets[h] + k]), 0)
+      askedClasses(attrs, p).reduce((s, k, h) => {
+        if (k < 0) return s;
+        const visible = ATTRIBUTE_HEADS[h].presence
+          ? Math.log1p(-Math.exp(lp[i * total + offsets[count] + none]))
+          : 0;
+        return s + lp[i * total + offsets[h] + k] + visible;
+      }, 0)
     );
     const dir = await writeBundle(attributeBundleManifest("t", "1", "test"), {
       "model.onnx": await exportClassifierOnnx(arch, params, ATTRIBUTE_HEADS),

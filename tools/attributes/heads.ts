@@ -20,6 +20,12 @@ export interface AttributeHead {
   patterns: string[];
   /** The class a scene shows, or -1 when the image does not decide it (masked out of training). */
   label(spec: SceneSpec, visibility?: Visibility): number;
+  /**
+   * For the object heads (trained only on images that show the object): the count head's `none`
+   * says whether it is visible, and the reward scores the joint log p(visible, class)
+   * (services/reward/scorers/attribute_classifier.ts).
+   */
+  presence?: { head: string; absent: string };
 }
 
 // "none" (no visible object) is never asked by a prompt; it is what an empty or erased image is, so a
@@ -31,6 +37,7 @@ const shown = (v: Visibility | undefined) => (v ?? "shown") === "shown";
 /** A prompt that mentions no stripes: it asks for the plain background. */
 const STRIPES_NONE_PATTERN = "^(?!.*\\bwith \\w+ stripes\\b)";
 const shapeNoun = `(?:${SHAPES.join("|")})s?`;
+const OBJECT_VISIBLE = { head: "count", absent: "none" };
 
 /** The heads, in the order of the classifier's output. */
 export const ATTRIBUTE_HEADS: readonly AttributeHead[] = [
@@ -39,12 +46,14 @@ export const ATTRIBUTE_HEADS: readonly AttributeHead[] = [
     classes: [...SHAPES],
     patterns: SHAPES.map((s) => `\\b${s}s?\\b`),
     label: (s, v) => (shown(v) ? SHAPES.indexOf(s.shape) : -1),
+    presence: OBJECT_VISIBLE,
   },
   {
     name: "color",
     classes: [...COLOR_NAMES],
     patterns: COLOR_NAMES.map((c) => `\\b${c} ${shapeNoun}\\b`),
     label: (s, v) => (shown(v) ? COLOR_NAMES.indexOf(s.color) : -1),
+    presence: OBJECT_VISIBLE,
   },
   {
     name: "background",
@@ -63,6 +72,7 @@ export const ATTRIBUTE_HEADS: readonly AttributeHead[] = [
     classes: [...SIZES],
     patterns: SIZES.map((z) => `\\b${z}\\b`),
     label: (s, v) => (shown(v) ? SIZES.indexOf(s.size) : -1),
+    presence: OBJECT_VISIBLE,
   },
   {
     name: "position",
@@ -70,6 +80,7 @@ export const ATTRIBUTE_HEADS: readonly AttributeHead[] = [
     patterns: POSITIONS.map((p) => `\\bat the ${p}\\b`),
     // Without a position the shape sits anywhere: no label.
     label: (s, v) => (s.position && shown(v) ? POSITIONS.indexOf(s.position) : -1),
+    presence: OBJECT_VISIBLE,
   },
   {
     name: "stripes",
