@@ -11,12 +11,20 @@
 import type { FlagSpecs } from "../../../lib/rpc/flags.ts";
 import { type CommandSpec, runCommand } from "../../../lib/cli/command.ts";
 import { buildResizeCropPlan } from "./resize_plan.ts";
-import { WasmResampler } from "./resize_wasm.ts";
+import { HORIZONTAL_KERNELS, WasmResampler } from "./resize_wasm.ts";
 import { centerCropOffsets, shortestEdgeSize } from "./clip_image.ts";
 import { noise } from "./noise_image.ts";
 import { BENCH_INPUTS } from "./bench.ts";
 
-const PHASES = ["copyIn", "horizontal1", "horizontal", "vertical", "normalize", "copyOut", "wholeCall"];
+const PHASES = [
+  "copyIn",
+  ...HORIZONTAL_KERNELS.map((k) => `h:${k}`),
+  "horizontal",
+  "vertical",
+  "normalize",
+  "copyOut",
+  "wholeCall",
+];
 
 export function runKernelProfile(
   reps: number,

@@ -176,6 +176,110 @@
         (local.set $r (i32.add (local.get $r) (i32.const 4)))
         (br $rowLoop))))
 
+  ;; `horizontal4` with i8x16.relaxed_swizzle: exact here because every index is < 16 or >= 128
+  ;; (relaxed-simd makes both deterministic: a byte, or 0); only 16..127 are implementation-defined.
+  (func (export "horizontal4r")
+    (param $src i32) (param $rowBytes i32) (param $rows i32) (param $outW i32)
+    (param $first i32) (param $pairs i32) (param $coef i32) (param $maxPairs i32) (param $dst i32)
+    (local $r i32) (local $xx i32) (local $row i32) (local $p i32) (local $k i32) (local $end i32)
+    (local $rb2 i32) (local $rb3 i32) (local $stride i32) (local $o i32) (local $last i32)
+    (local $ch v128) (local $cl v128) (local $px v128) (local $bytes v128)
+    (local $h0 v128) (local $l0 v128) (local $h1 v128) (local $l1 v128)
+    (local $h2 v128) (local $l2 v128) (local $h3 v128) (local $l3 v128)
+    (local.set $rb2 (i32.shl (local.get $rowBytes) (i32.const 1)))
+    (local.set $rb3 (i32.add (local.get $rb2) (local.get $rowBytes)))
+    (local.set $stride (i32.mul (local.get $outW) (i32.const 3)))
+    (local.set $last (i32.sub (local.get $outW) (i32.const 1)))
+    (block $rowsDone
+      (loop $rowLoop
+        (br_if $rowsDone (i32.ge_u (local.get $r) (local.get $rows)))
+        (local.set $row (i32.add (local.get $src) (i32.mul (local.get $r) (local.get $rowBytes))))
+        (local.set $o (i32.add (local.get $dst) (i32.mul (local.get $r) (local.get $stride))))
+        (local.set $xx (i32.const 0))
+        (block $colsDone
+          (loop $colLoop
+            (br_if $colsDone (i32.ge_u (local.get $xx) (local.get $outW)))
+            (local.set $p (i32.add (local.get $row)
+              (i32.load (i32.add (local.get $first) (i32.shl (local.get $xx) (i32.const 2))))))
+            (local.set $k (i32.add (local.get $coef)
+              (i32.shl (i32.mul (local.get $xx) (local.get $maxPairs)) (i32.const 5))))
+            (local.set $end (i32.add (local.get $k)
+              (i32.shl (i32.load (i32.add (local.get $pairs) (i32.shl (local.get $xx) (i32.const 2))))
+                       (i32.const 5))))
+            (local.set $h0 (v128.const i32x4 0 0 0 0))
+            (local.set $l0 (local.get $h0))
+            (local.set $h1 (local.get $h0))
+            (local.set $l1 (local.get $h0))
+            (local.set $h2 (local.get $h0))
+            (local.set $l2 (local.get $h0))
+            (local.set $h3 (local.get $h0))
+            (local.set $l3 (local.get $h0))
+            (block $tapsDone
+              (loop $tapLoop
+                (br_if $tapsDone (i32.ge_u (local.get $k) (local.get $end)))
+                (local.set $ch (v128.load (local.get $k)))
+                (local.set $cl (v128.load offset=16 (local.get $k)))
+                (local.set $px (i8x16.relaxed_swizzle (v128.load64_zero (local.get $p))
+                  (v128.const i8x16 0 128 3 128 1 128 4 128 2 128 5 128 128 128 128 128)))
+                (local.set $h0 (i32x4.add (local.get $h0) (i32x4.dot_i16x8_s (local.get $px) (local.get $ch))))
+                (local.set $l0 (i32x4.add (local.get $l0) (i32x4.dot_i16x8_s (local.get $px) (local.get $cl))))
+                (local.set $px (i8x16.relaxed_swizzle
+                  (v128.load64_zero (i32.add (local.get $p) (local.get $rowBytes)))
+                  (v128.const i8x16 0 128 3 128 1 128 4 128 2 128 5 128 128 128 128 128)))
+                (local.set $h1 (i32x4.add (local.get $h1) (i32x4.dot_i16x8_s (local.get $px) (local.get $ch))))
+                (local.set $l1 (i32x4.add (local.get $l1) (i32x4.dot_i16x8_s (local.get $px) (local.get $cl))))
+                (local.set $px (i8x16.relaxed_swizzle
+                  (v128.load64_zero (i32.add (local.get $p) (local.get $rb2)))
+                  (v128.const i8x16 0 128 3 128 1 128 4 128 2 128 5 128 128 128 128 128)))
+                (local.set $h2 (i32x4.add (local.get $h2) (i32x4.dot_i16x8_s (local.get $px) (local.get $ch))))
+                (local.set $l2 (i32x4.add (local.get $l2) (i32x4.dot_i16x8_s (local.get $px) (local.get $cl))))
+                (local.set $px (i8x16.relaxed_swizzle
+                  (v128.load64_zero (i32.add (local.get $p) (local.get $rb3)))
+                  (v128.const i8x16 0 128 3 128 1 128 4 128 2 128 5 128 128 128 128 128)))
+                (local.set $h3 (i32x4.add (local.get $h3) (i32x4.dot_i16x8_s (local.get $px) (local.get $ch))))
+                (local.set $l3 (i32x4.add (local.get $l3) (i32x4.dot_i16x8_s (local.get $px) (local.get $cl))))
+                (local.set $p (i32.add (local.get $p) (i32.const 6)))
+                (local.set $k (i32.add (local.get $k) (i32.const 32)))
+                (br $tapLoop)))
+            ;; Per row (1 << 21) + 2048 * hi + lo, >> 22; then clip8 of all four rows by two narrows.
+            (local.set $bytes (i8x16.narrow_i16x8_u
+              (i16x8.narrow_i32x4_s
+                (i32x4.shr_s (i32x4.add (i32x4.add (i32x4.shl (local.get $h0) (i32.const 11)) (local.get $l0))
+                                        (i32x4.splat (i32.const 2097152))) (i32.const 22))
+                (i32x4.shr_s (i32x4.add (i32x4.add (i32x4.shl (local.get $h1) (i32.const 11)) (local.get $l1))
+                                        (i32x4.splat (i32.const 2097152))) (i32.const 22)))
+              (i16x8.narrow_i32x4_s
+                (i32x4.shr_s (i32x4.add (i32x4.add (i32x4.shl (local.get $h2) (i32.const 11)) (local.get $l2))
+                                        (i32x4.splat (i32.const 2097152))) (i32.const 22))
+                (i32x4.shr_s (i32x4.add (i32x4.add (i32x4.shl (local.get $h3) (i32.const 11)) (local.get $l3))
+                                        (i32x4.splat (i32.const 2097152))) (i32.const 22)))))
+            (if (i32.lt_u (local.get $xx) (local.get $last))
+              (then
+                (v128.store32_lane 0 (local.get $o) (local.get $bytes))
+                (v128.store32_lane 1 (i32.add (local.get $o) (local.get $stride)) (local.get $bytes))
+                (v128.store32_lane 2 (i32.add (local.get $o) (i32.shl (local.get $stride) (i32.const 1)))
+                  (local.get $bytes))
+                (v128.store32_lane 3 (i32.add (local.get $o) (i32.mul (local.get $stride) (i32.const 3)))
+                  (local.get $bytes)))
+              (else
+                (v128.store16_lane 0 (local.get $o) (local.get $bytes))
+                (v128.store8_lane offset=2 2 (local.get $o) (local.get $bytes))
+                (v128.store16_lane 2 (i32.add (local.get $o) (local.get $stride)) (local.get $bytes))
+                (v128.store8_lane offset=2 6 (i32.add (local.get $o) (local.get $stride)) (local.get $bytes))
+                (v128.store16_lane 4 (i32.add (local.get $o) (i32.shl (local.get $stride) (i32.const 1)))
+                  (local.get $bytes))
+                (v128.store8_lane offset=2 10 (i32.add (local.get $o) (i32.shl (local.get $stride) (i32.const 1)))
+                  (local.get $bytes))
+                (v128.store16_lane 6 (i32.add (local.get $o) (i32.mul (local.get $stride) (i32.const 3)))
+                  (local.get $bytes))
+                (v128.store8_lane offset=2 14 (i32.add (local.get $o) (i32.mul (local.get $stride) (i32.const 3)))
+                  (local.get $bytes))))
+            (local.set $o (i32.add (local.get $o) (i32.const 3)))
+            (local.set $xx (i32.add (local.get $xx) (i32.const 1)))
+            (br $colLoop)))
+        (local.set $r (i32.add (local.get $r) (i32.const 4)))
+        (br $rowLoop))))
+
   ;; Vertical pass. For each of `outH` output rows yy: taps `taps[yy*ksize ..][0 .. count[yy])`
   ;; over the rows of `src` from byte offset `first[yy]` on, `stride` bytes apart; the row of
   ;; `stride` bytes goes to `dst + yy*stride`, 16 bytes at a time (the last chunk of a row spills

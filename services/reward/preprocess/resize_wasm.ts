@@ -16,6 +16,7 @@ interface Kernels {
   memory: WebAssembly.Memory;
   horizontal(...args: number[]): void;
   horizontal4(...args: number[]): void;
+  horizontal4r(...args: number[]): void;
   vertical(...args: number[]): void;
   normalize(src: number, plane: number, lut: number, dst: number): void;
 }
@@ -35,6 +36,10 @@ interface Layout {
   out: number;
   end: number;
 }
+
+/** The horizontal kernels of resample.wat, all byte-identical. */
+export const HORIZONTAL_KERNELS = ["one-row", "four-row", "four-row-relaxed"] as const;
+export type HorizontalKernel = typeof HORIZONTAL_KERNELS[number];
 
 const SLACK = 16;
 const pairsOf = (taps: number) => (taps + 1) >> 1;
@@ -83,8 +88,18 @@ export class WasmResampler {
   #plan: ResizeCropPlan | null = null;
   #lut: Float32Array | null = null;
   #layout: Layout | null = null;
+  /**
+   * Which horizontal kernel runs (same bytes; bench and kernel profile compare them): "one-row"
+   * (`horizontal` on every row), "four-row" (`horizontal4`), "four-row-relaxed" (`horizontal4r`).
+   */
+  horizontalKernel: HorizontalKernel = "four-row";
   /** Run the horizontal pass with the one-row kernel only (the kernel before `horizontal4`; bench). */
-  oneRowHorizontal = false;
+  get oneRowHorizontal(): boolean {
+    return this.horizontalKernel === "one-row";
+  }
+  set oneRowHorizontal(on: boolean) {
+    this.horizontalKernel = on ? "one-row" : "four-row";
+  }
 
   constructor() {
     const bytes = Buffer.from(WASM_BASE64, "base64");
@@ -129,8 +144,7 @@ export class WasmResampler {
 
   /**
    * The horizontal pass: four rows per step (`horizontal4`, coefficient loads shared by the rows),
-   * the last `rows % 4` rows one at a time. `oneRow` runs every row with the one-row kernel (the
-   * kernel profile compares the two).
+   * the last `rows % 4` rows one at a time; `kernel` picks which (the kernel profile compares them).
    */
   #horizontal(
     l: Layout,
@@ -138,12 +152,22 @@ export class WasmResampler {
     rows: number,
     size: number,
     maxPairs: number,
-    oneRow = false,
+    kernel: HorizontalKernel = this.horizontalKernel,
   ): void {
-    const quads = oneRow ? 0 : rows & ~3;
+    const quads = kernel === "one-row" ? 0 : rows & ~3;
     const k = this.#k;
     if (quads > 0) {
-      k.horizontal4(l.src, rowBytes, quads, size, l.hFirst, l.hCount, l.hTaps, maxPairs, l.scratch);
+      (kernel === "four-row-relaxed" ? k.horizontal4r : k.horizontal4)(
+        l.src,
+        rowBytes,
+        quads,
+        size,
+        l.hFirst,
+        l.hCount,
+        l.hTaps,
+        maxPairs,
+        l.scratch,
+      );
     }
     if (rows > quads) {
       k.horizontal(
@@ -170,7 +194,7 @@ export class WasmResampler {
     const heap = new Uint8Array(this.#k.memory.buffer);
     const rowBytes = inWidth * 3, stride = size * 3;
     heap.set(src.subarray(rowStart * rowBytes, (rowStart + rowCount) * rowBytes), l.src);
-    if (h) this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize), this.oneRowHorizontal);
+    if (h) this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize));
     else {
       for (let r = 0; r < rowCount; r++) {
         const from = l.src + r * rowBytes + left * 3;
@@ -185,7 +209,8 @@ export class WasmResampler {
   /**
    * Per-kernel times of one resize-crop-normalize of `src` (min over `reps` runs of each phase, ms),
    * for kernel_profile.ts. Each phase reruns on the same memory, so the times add up to one call
-   * less the JS around the kernels; `horizontal1` is the one-row kernel on all rows (the old path).
+   * less the JS around the kernels; `h:<kernel>` is each horizontal kernel (interleaved rounds) and
+   * `horizontal` the one in use.
    */
   profile(plan: ResizeCropPlan, src: Uint8Array, lut: Float32Array, reps: number): Record<string, number> {
     const out = new Float32Array(3 * plan.size * plan.size);
@@ -195,9 +220,9 @@ export class WasmResampler {
     const rowBytes = inWidth * 3, stride = size * 3;
     const heap = new Uint8Array(this.#k.memory.buffer);
     const rows = src.subarray(rowStart * rowBytes, (rowStart + rowCount) * rowBytes);
-    const time = (fn: () => void) => {
+    const time = (fn: () => void, n = reps) => {
       let best = Infinity;
-      for (let r = 0; r < reps; r++) {
+      for (let r = 0; r < n; r++) {
         const t0 = performance.now();
         fn();
         best = Math.min(best, performance.now() - t0);
@@ -206,8 +231,20 @@ export class WasmResampler {
     };
     const times: Record<string, number> = { copyIn: time(() => heap.set(rows, l.src)) };
     if (h) {
-      times.horizontal1 = time(() => this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize), true));
-      times.horizontal = time(() => this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize)));
+      // Interleaved rounds, so load changes hit every kernel alike; min per kernel.
+      const best: Record<string, number> = {};
+      const round = Math.max(1, Math.ceil(reps / 5));
+      for (let done = 0; done < reps; done += round) {
+        for (const kernel of HORIZONTAL_KERNELS) {
+          const t = time(
+            () => this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize), kernel),
+            round,
+          );
+          best[kernel] = Math.min(best[kernel] ?? Infinity, t);
+        }
+      }
+      for (const kernel of HORIZONTAL_KERNELS) times[`h:${kernel}`] = best[kernel];
+      times.horizontal = best[this.horizontalKernel];
     }
     if (v) {
       times.vertical = time(() =>
