@@ -22,7 +22,7 @@ const root = new URL("..", import.meta.url);
 export async function renderWasmModule(watPath: string): Promise<string> {
   const wabt = await wabtInit();
   const text = await Deno.readTextFile(new URL(watPath, root));
-  const mod = wabt.parseWat(watPath, text, { simd: true });
+  const mod = wabt.parseWat(watPath, text, { simd: true, relaxed_simd: true });
   try {
     mod.validate();
     const { buffer } = mod.toBinary({});

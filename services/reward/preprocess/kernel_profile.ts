@@ -1,7 +1,7 @@
 /**
  * Per-kernel profile of the CLIP preprocessing (resize_wasm.ts `profile`): for each input size, the
  * min over `--reps` runs of each phase of one image's resize-crop-normalize to 224 — copying the
- * source rows into wasm memory, the horizontal pass (one-row kernel and four-row kernel), vertical,
+ * source rows into wasm memory, the horizontal pass (every kernel of HORIZONTAL_KERNELS), vertical,
  * normalize, copying the float32 out — beside the whole call, so the JS around the kernels is the
  * difference. Prints a Markdown table (ms per image).
  *
@@ -11,12 +11,20 @@
 import type { FlagSpecs } from "../../../lib/rpc/flags.ts";
 import { type CommandSpec, runCommand } from "../../../lib/cli/command.ts";
 import { buildResizeCropPlan } from "./resize_plan.ts";
-import { WasmResampler } from "./resize_wasm.ts";
+import { HORIZONTAL_KERNELS, WasmResampler } from "./resize_wasm.ts";
 import { centerCropOffsets, shortestEdgeSize } from "./clip_image.ts";
 import { noise } from "./noise_image.ts";
 import { BENCH_INPUTS } from "./bench.ts";
 
-const PHASES = ["copyIn", "horizontal1", "horizontal", "vertical", "normalize", "copyOut", "wholeCall"];
+const PHASES = [
+  "copyIn",
+  ...HORIZONTAL_KERNELS.map((k) => `h:${k}`),
+  "horizontal",
+  "vertical",
+  "normalize",
+  "copyOut",
+  "wholeCall",
+];
 
 export function runKernelProfile(
   reps: number,
@@ -63,7 +71,7 @@ export const KERNEL_PROFILE_FLAGS = {
 export const KERNEL_PROFILE_COMMAND: CommandSpec<typeof KERNEL_PROFILE_FLAGS> = {
   name: "services/reward/preprocess/kernel_profile.ts",
   summary:
-    "CLIP preprocessing per wasm kernel (copy in, horizontal 1-row / 4-row, vertical, normalize, copy out)",
+    "CLIP preprocessing per wasm kernel (copy in, every horizontal kernel, vertical, normalize, copy out)",
   flags: KERNEL_PROFILE_FLAGS,
   examples: ["deno run -A services/reward/preprocess/kernel_profile.ts --reps 20"],
   run(values) {

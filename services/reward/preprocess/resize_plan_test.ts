@@ -7,7 +7,7 @@ import {
   clipResizeAndCropReference,
 } from "./clip_image.ts";
 import { buildResizeCropPlan, ResizePlanCache, runResizeCropPlan } from "./resize_plan.ts";
-import { WasmResampler } from "./resize_wasm.ts";
+import { HORIZONTAL_KERNELS, WasmResampler } from "./resize_wasm.ts";
 
 /** Seeded noise with hard edges (the bytes where overshoot clipping matters). */
 function image(width: number, height: number, seed: number): RgbImage {
@@ -58,19 +58,22 @@ Deno.test("the crop-aware plan (JS and wasm SIMD) gives the reference port's byt
       const js = new Uint8ClampedArray(size * size * 3);
       runResizeCropPlan(plan, img.data, js);
       sameBytes(js, ref.data, `JS ${w}x${h} -> ${size} ${variant}`);
-      const simd = new Uint8Array(size * size * 3);
-      wasm.resizeCrop(plan, img.data, simd);
-      sameBytes(simd, ref.data, `wasm ${w}x${h} -> ${size} ${variant}`);
+      for (const kernel of HORIZONTAL_KERNELS) {
+        wasm.horizontalKernel = kernel;
+        const simd = new Uint8Array(size * size * 3);
+        wasm.resizeCrop(plan, img.data, simd);
+        sameBytes(simd, ref.data, `wasm ${kernel} ${w}x${h} -> ${size} ${variant}`);
+      }
     }
   }
 });
 
-Deno.test("wasm horizontal pass: every row remainder of the 4-row kernel, one column, odd and even taps", () => {
-  // horizontal4 runs rows in fours and the one-row kernel the rest; its last column stores 2 + 1
-  // bytes per row. Sweep shapes so that the kept row counts take every remainder mod 4, the crop
+Deno.test("wasm horizontal kernels: every row remainder of the 4-row kernels, one column, odd and even taps", () => {
+  // The 4-row kernels run rows in fours and the one-row kernel the rest; their last column stores
+  // 2 + 1 bytes per row; the dense one pads taps to a multiple of 4 (every count mod 4 is swept). Sweep shapes so that the kept row counts take every remainder mod 4, the crop
   // has 1..5 columns (1: the first column is the last), and the tap counts are odd and even.
   const wasm = new WasmResampler();
-  const remainders = new Set<number>(), parities = new Set<number>();
+  const remainders = new Set<number>(), parities = new Set<number>(), quarters = new Set<number>();
   let i = 0;
   for (const w of [1, 2, 3, 5, 9, 31, 64]) {
     for (const h of [5, 6, 7, 8, 9, 10, 11, 12, 33]) {
@@ -80,16 +83,20 @@ Deno.test("wasm horizontal pass: every row remainder of the 4-row kernel, one co
         const plan = clipCropPlan(img, size, "transformers");
         if (plan.horizontal) {
           remainders.add(plan.rowCount % 4);
-          for (const c of plan.horizontal.count) parities.add(c % 2);
+          for (const c of plan.horizontal.count) parities.add(c % 2), quarters.add(c % 4);
         }
-        const simd = new Uint8Array(size * size * 3);
-        wasm.resizeCrop(plan, img.data, simd);
-        sameBytes(simd, ref.data, `wasm ${w}x${h} -> ${size}`);
+        for (const kernel of HORIZONTAL_KERNELS) {
+          wasm.horizontalKernel = kernel;
+          const simd = new Uint8Array(size * size * 3);
+          wasm.resizeCrop(plan, img.data, simd);
+          sameBytes(simd, ref.data, `wasm ${kernel} ${w}x${h} -> ${size}`);
+        }
       }
     }
   }
   assertEquals([...remainders].sort(), [0, 1, 2, 3], "row remainders covered");
   assertEquals([...parities].sort(), [0, 1], "odd and even tap counts covered");
+  assertEquals([...quarters].sort(), [0, 1, 2, 3], "tap counts mod 4 covered");
 });
 
 Deno.test("clipPixelValues equals the reference pipeline bit for bit, across plans and batches", () => {

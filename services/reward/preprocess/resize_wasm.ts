@@ -16,6 +16,8 @@ interface Kernels {
   memory: WebAssembly.Memory;
   horizontal(...args: number[]): void;
   horizontal4(...args: number[]): void;
+  horizontal4r(...args: number[]): void;
+  horizontal4d(...args: number[]): void;
   vertical(...args: number[]): void;
   normalize(src: number, plane: number, lut: number, dst: number): void;
 }
@@ -25,6 +27,8 @@ interface Layout {
   hFirst: number;
   hCount: number;
   hTaps: number;
+  hSteps: number;
+  hDense: number;
   vFirst: number;
   vCount: number;
   vTaps: number;
@@ -36,8 +40,13 @@ interface Layout {
   end: number;
 }
 
+/** The horizontal kernels of resample.wat, all byte-identical. */
+export const HORIZONTAL_KERNELS = ["one-row", "four-row", "four-row-relaxed", "four-row-dense"] as const;
+export type HorizontalKernel = typeof HORIZONTAL_KERNELS[number];
+
 const SLACK = 16;
 const pairsOf = (taps: number) => (taps + 1) >> 1;
+const stepsOf = (taps: number) => (taps + 3) >> 2;
 
 /**
  * Writes the horizontal taps of output pixel `xx` as resample.wat's pair vectors: for taps 2j and
@@ -55,6 +64,31 @@ function writePairs(out: Int16Array, at: number, taps: Int32Array, from: number,
     }
   }
 }
+/**
+ * Writes the horizontal taps of output pixel `xx` as `horizontal4d`'s dense step vectors: for taps
+ * 4j .. 4j+3, A-high (h0 h1 h0 h1 h0 h1 h2 h3), A-low (the same with low parts), B (h2 h3 h2 h3 l2
+ * l3 l2 l3), 24 i16 per step; split as in `writePairs`.
+ */
+function writeDense(out: Int16Array, at: number, taps: Int32Array, from: number, count: number): void {
+  for (let t = 0; t < count; t++) {
+    const w = taps[from + t];
+    const h = w >> 11, l = w & 2047;
+    const base = at + (t >> 2) * 24, q = t & 3;
+    if (q < 2) {
+      for (let c = 0; c < 3; c++) {
+        out[base + 2 * c + q] = h;
+        out[base + 8 + 2 * c + q] = l;
+      }
+    } else {
+      out[base + 4 + q] = h;
+      out[base + 12 + q] = l;
+      out[base + 14 + q] = h;
+      out[base + 16 + q] = h;
+      out[base + 18 + q] = l;
+      out[base + 20 + q] = l;
+    }
+  }
+}
 const align = (n: number) => (n + 15) & ~15;
 
 function layoutOf(plan: ResizeCropPlan): Layout {
@@ -68,13 +102,29 @@ function layoutOf(plan: ResizeCropPlan): Layout {
   };
   // Horizontal taps as (high, low) i16 pair vectors, 32 bytes per two taps (resample.wat).
   const hFirst = take(size * 4), hCount = take(size * 4), hTaps = take(size * pairsOf(hk) * 32);
+  const hSteps = take(size * 4), hDense = take(size * stepsOf(hk) * 48);
   const vFirst = take(size * 4), vCount = take(size * 4), vTaps = take(size * vk * 4);
   const lut = take(768 * 4);
   const src = take(rowCount * inWidth * 3);
   const scratch = take(rowCount * size * 3);
   const crop = take(size * size * 3);
   const out = take(size * size * 3 * 4);
-  return { hFirst, hCount, hTaps, vFirst, vCount, vTaps, lut, src, scratch, crop, out, end: at };
+  return {
+    hFirst,
+    hCount,
+    hTaps,
+    hSteps,
+    hDense,
+    vFirst,
+    vCount,
+    vTaps,
+    lut,
+    src,
+    scratch,
+    crop,
+    out,
+    end: at,
+  };
 }
 
 /** The SIMD kernels with their memory; one instance serves one thread (calls are synchronous). */
@@ -83,8 +133,19 @@ export class WasmResampler {
   #plan: ResizeCropPlan | null = null;
   #lut: Float32Array | null = null;
   #layout: Layout | null = null;
+  /**
+   * Which horizontal kernel runs (same bytes; bench and kernel profile compare them): "one-row"
+   * (`horizontal` on every row), "four-row" (`horizontal4`), "four-row-relaxed" (`horizontal4r`),
+   * "four-row-dense" (`horizontal4d`; the remainder rows run `horizontal`).
+   */
+  horizontalKernel: HorizontalKernel = "four-row";
   /** Run the horizontal pass with the one-row kernel only (the kernel before `horizontal4`; bench). */
-  oneRowHorizontal = false;
+  get oneRowHorizontal(): boolean {
+    return this.horizontalKernel === "one-row";
+  }
+  set oneRowHorizontal(on: boolean) {
+    this.horizontalKernel = on ? "one-row" : "four-row";
+  }
 
   constructor() {
     const bytes = Buffer.from(WASM_BASE64, "base64");
@@ -109,10 +170,16 @@ export class WasmResampler {
       const maxPairs = pairsOf(h.ksize);
       const coef = new Int16Array(mem.buffer, l.hTaps, size * maxPairs * 16);
       coef.fill(0);
+      const steps = this.#i32(l.hSteps, size);
+      const maxSteps = stepsOf(h.ksize);
+      const dense = new Int16Array(mem.buffer, l.hDense, size * maxSteps * 24);
+      dense.fill(0);
       for (let i = 0; i < size; i++) {
         first[i] = h.first[i] * 3;
         pairs[i] = pairsOf(h.count[i]);
         writePairs(coef, i * maxPairs * 16, h.taps, i * h.ksize, h.count[i]);
+        steps[i] = stepsOf(h.count[i]);
+        writeDense(dense, i * maxSteps * 24, h.taps, i * h.ksize, h.count[i]);
       }
     }
     if (v) {
@@ -129,8 +196,7 @@ export class WasmResampler {
 
   /**
    * The horizontal pass: four rows per step (`horizontal4`, coefficient loads shared by the rows),
-   * the last `rows % 4` rows one at a time. `oneRow` runs every row with the one-row kernel (the
-   * kernel profile compares the two).
+   * the last `rows % 4` rows one at a time; `kernel` picks which (the kernel profile compares them).
    */
   #horizontal(
     l: Layout,
@@ -138,12 +204,25 @@ export class WasmResampler {
     rows: number,
     size: number,
     maxPairs: number,
-    oneRow = false,
+    kernel: HorizontalKernel = this.horizontalKernel,
   ): void {
-    const quads = oneRow ? 0 : rows & ~3;
+    const quads = kernel === "one-row" ? 0 : rows & ~3;
     const k = this.#k;
-    if (quads > 0) {
-      k.horizontal4(l.src, rowBytes, quads, size, l.hFirst, l.hCount, l.hTaps, maxPairs, l.scratch);
+    if (quads > 0 && kernel === "four-row-dense") {
+      const maxSteps = stepsOf(this.#plan!.horizontal!.ksize);
+      k.horizontal4d(l.src, rowBytes, quads, size, l.hFirst, l.hSteps, l.hDense, maxSteps, l.scratch);
+    } else if (quads > 0) {
+      (kernel === "four-row-relaxed" ? k.horizontal4r : k.horizontal4)(
+        l.src,
+        rowBytes,
+        quads,
+        size,
+        l.hFirst,
+        l.hCount,
+        l.hTaps,
+        maxPairs,
+        l.scratch,
+      );
     }
     if (rows > quads) {
       k.horizontal(
@@ -170,7 +249,7 @@ export class WasmResampler {
     const heap = new Uint8Array(this.#k.memory.buffer);
     const rowBytes = inWidth * 3, stride = size * 3;
     heap.set(src.subarray(rowStart * rowBytes, (rowStart + rowCount) * rowBytes), l.src);
-    if (h) this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize), this.oneRowHorizontal);
+    if (h) this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize));
     else {
       for (let r = 0; r < rowCount; r++) {
         const from = l.src + r * rowBytes + left * 3;
@@ -185,7 +264,8 @@ export class WasmResampler {
   /**
    * Per-kernel times of one resize-crop-normalize of `src` (min over `reps` runs of each phase, ms),
    * for kernel_profile.ts. Each phase reruns on the same memory, so the times add up to one call
-   * less the JS around the kernels; `horizontal1` is the one-row kernel on all rows (the old path).
+   * less the JS around the kernels; `h:<kernel>` is each horizontal kernel (interleaved rounds) and
+   * `horizontal` the one in use.
    */
   profile(plan: ResizeCropPlan, src: Uint8Array, lut: Float32Array, reps: number): Record<string, number> {
     const out = new Float32Array(3 * plan.size * plan.size);
@@ -195,9 +275,9 @@ export class WasmResampler {
     const rowBytes = inWidth * 3, stride = size * 3;
     const heap = new Uint8Array(this.#k.memory.buffer);
     const rows = src.subarray(rowStart * rowBytes, (rowStart + rowCount) * rowBytes);
-    const time = (fn: () => void) => {
+    const time = (fn: () => void, n = reps) => {
       let best = Infinity;
-      for (let r = 0; r < reps; r++) {
+      for (let r = 0; r < n; r++) {
         const t0 = performance.now();
         fn();
         best = Math.min(best, performance.now() - t0);
@@ -206,8 +286,20 @@ export class WasmResampler {
     };
     const times: Record<string, number> = { copyIn: time(() => heap.set(rows, l.src)) };
     if (h) {
-      times.horizontal1 = time(() => this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize), true));
-      times.horizontal = time(() => this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize)));
+      // Interleaved rounds, so load changes hit every kernel alike; min per kernel.
+      const best: Record<string, number> = {};
+      const round = Math.max(1, Math.ceil(reps / 5));
+      for (let done = 0; done < reps; done += round) {
+        for (const kernel of HORIZONTAL_KERNELS) {
+          const t = time(
+            () => this.#horizontal(l, rowBytes, rowCount, size, pairsOf(h.ksize), kernel),
+            round,
+          );
+          best[kernel] = Math.min(best[kernel] ?? Infinity, t);
+        }
+      }
+      for (const kernel of HORIZONTAL_KERNELS) times[`h:${kernel}`] = best[kernel];
+      times.horizontal = best[this.horizontalKernel];
     }
     if (v) {
       times.vertical = time(() =>
