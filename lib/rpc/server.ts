@@ -12,23 +12,14 @@ import * as grpc from "@grpc/grpc-js";
 import type { Buffer } from "node:buffer";
 import type { EventEmitter } from "node:events";
 import type { Http2Session } from "node:http2";
-import type { Readable } from "node:stream";
-import { CancelledError, DeadlineExceededError, InvalidArgumentError, UnavailableError } from "../errors.ts";
-import { type CallSource, endStream, readRequests, requestOf, ServerCall, writeAll } from "./server_call.ts";
+import { UnavailableError } from "../errors.ts";
+import { endStream, readRequests, requestOf, ServerCall, writeAll } from "./server_call.ts";
 import { isSessionMethod, serveSession, type UnaryHandler } from "./session.ts";
 import { healthImpl, HealthReporter } from "./health.ts";
-import { asBuffer, DecodeFailure, decodeMessageSafely, encodeMessage, wireMethod } from "./methods.ts";
-import { readAll } from "./readable.ts";
+import { type DecodeFailure, decodeMessageSafely, encodeMessage, wireMethod } from "./methods.ts";
 import { addReflection } from "./reflection.ts";
 import { type CallStatus, Code, statusFromError } from "./status.ts";
-import type {
-  CallContext,
-  CallInfo,
-  CallMiddleware,
-  GenService,
-  GenServiceMethods,
-  ServiceImpl,
-} from "./types.ts";
+import type { CallInfo, CallMiddleware, GenService, GenServiceMethods, ServiceImpl } from "./types.ts";
 import { Health } from "../../gen/grpc/health/v1/health_pb.ts";
 import { installHttp2Guard } from "./h2_guard.ts";
 import { truncateEchoes } from "../echo.ts";
