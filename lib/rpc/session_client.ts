@@ -25,6 +25,8 @@ import type { GenService, GenServiceMethods } from "./types.ts";
 const TRACE_KEYS = new Set([...SESSION_METADATA_KEYS, "grpc-trace-bin"]);
 
 interface Pending {
+  /** The carrier the call was written to (it fails with it). */
+  carrier: grpc.ClientDuplexStream<Buffer, Frame>;
   method: DescMethod;
   request: unknown;
   options: CallOptions;
@@ -75,7 +77,9 @@ export function createSessionClient<S extends GenServiceMethods>(
   const pending = new Map<bigint, Pending>();
   let nextId = 1n;
   let unsupported = false;
-  let carrier: grpc.ClientDuplexStream<Buffer, Frame> | undefined;
+  // One carrier per distinct set of connection headers (normally one: the same token every call);
+  // a call with other headers gets its own, so no per-call metadata is lost or borrowed.
+  const carriers = new Map<string, grpc.ClientDuplexStream<Buffer, Frame>>();
   const baseMethods = base as unknown as Record<string, (r: unknown, o?: CallOptions) => Promise<unknown>>;
 
   const decodeFrame = (bytes: Buffer): Frame => {
@@ -96,10 +100,9 @@ export function createSessionClient<S extends GenServiceMethods>(
     }
   };
 
-  const onStreamEnd = (stream: grpc.ClientDuplexStream<Buffer, Frame>, error: RpcError) => {
-    if (carrier !== stream) return;
-    carrier = undefined;
-    const waiting = [...pending.entries()];
+  const onStreamEnd = (key: string, stream: grpc.ClientDuplexStream<Buffer, Frame>, error: RpcError) => {
+    if (carriers.get(key) === stream) carriers.delete(key);
+    const waiting = [...pending.entries()].filter(([, p]) => p.carrier === stream);
     if (error.code === Code.UNIMPLEMENTED) {
       unsupported = true;
       for (const [id, p] of waiting) {
@@ -113,7 +116,7 @@ export function createSessionClient<S extends GenServiceMethods>(
     for (const [id, p] of waiting) settleOne(id, p, error);
   };
 
-  const open = (authMetadata: grpc.Metadata): grpc.ClientDuplexStream<Buffer, Frame> => {
+  const open = (key: string, authMetadata: grpc.Metadata): grpc.ClientDuplexStream<Buffer, Frame> => {
     const stream = channel.makeBidiStreamRequest(path, (b: Buffer) => b, decodeFrame, authMetadata, {});
     stats.opened += 1;
     stream.on("data", (frame: Frame) => {
@@ -133,9 +136,10 @@ export function createSessionClient<S extends GenServiceMethods>(
       p.options.onTrailer?.(trailers);
       settleOne(frame.callId, p, undefined, frame.result.value);
     });
-    stream.on("error", (e: unknown) => onStreamEnd(stream, toRpcError(e)));
+    stream.on("error", (e: unknown) => onStreamEnd(key, stream, toRpcError(e)));
     stream.on("status", (s: grpc.StatusObject) => {
       onStreamEnd(
+        key,
         stream,
         new RpcError(s.code === Code.OK ? Code.UNAVAILABLE : s.code, s.details || "session stream ended"),
       );
@@ -189,6 +193,13 @@ export function createSessionClient<S extends GenServiceMethods>(
       return Promise.reject(error);
     }
     const encodeMs = performance.now() - t0;
+    const key = JSON.stringify(Object.entries(connection.getMap()).map(([k, v]) => [k, String(v)]).sort());
+    let carrier = carriers.get(key);
+    if (!carrier) {
+      carrier = open(key, connection);
+      carriers.set(key, carrier);
+    }
+    const writeTo = carrier;
     return new Promise((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const signal = options.signal;
@@ -197,6 +208,7 @@ export function createSessionClient<S extends GenServiceMethods>(
         if (p) settleOne(id, p, new RpcError(Code.CANCELLED, "cancelled by the caller"));
       };
       const p: Pending = {
+        carrier: writeTo,
         method,
         request,
         options,
@@ -221,8 +233,7 @@ export function createSessionClient<S extends GenServiceMethods>(
         if (signal.aborted) queueMicrotask(onAbort);
         else signal.addEventListener("abort", onAbort, { once: true });
       }
-      carrier ??= open(connection);
-      carrier.write(bytes);
+      writeTo.write(bytes);
     });
   };
 
@@ -233,7 +244,8 @@ export function createSessionClient<S extends GenServiceMethods>(
       callOverSession(method, request, options);
   }
   client.close = () => {
-    carrier?.end();
+    for (const c of carriers.values()) c.end();
+    carriers.clear();
     base.close();
   };
   return client as Client<S> & { sessionStats: SessionClientStats };
