@@ -138,6 +138,9 @@ export function createSessionClient<S extends GenServiceMethods>(
     });
     stream.on("error", (e: unknown) => onStreamEnd(key, stream, toRpcError(e)));
     stream.on("status", (s: grpc.StatusObject) => {
+      // The server ended the carrier (shutdown, error): close our side too, so the HTTP/2 stream
+      // is fully closed and a draining server need not wait out its grace period for it.
+      if (!stream.writableEnded) stream.end();
       onStreamEnd(
         key,
         stream,

@@ -7,6 +7,7 @@ import * as errors from "../errors.ts";
 import { assert, assertEquals } from "../testing/assert.ts";
 import { createClient } from "./client.ts";
 import { createServer, type RpcServer } from "./server.ts";
+import { MAX_SESSION_IN_FLIGHT } from "./session.ts";
 import { createSessionClient } from "./session_client.ts";
 import { Code } from "./status.ts";
 import { rpcFailure, startTestServer } from "./testing.ts";
@@ -148,5 +149,53 @@ Deno.test("session: a server restart fails calls with UNAVAILABLE, the next call
   } finally {
     session.close();
     s.server.forceShutdown();
+  }
+});
+
+Deno.test("session: more calls in flight than the cap answer RESOURCE_EXHAUSTED; shutdown finishes in-flight, new ids UNAVAILABLE", async () => {
+  let release = () => {};
+  const gate = new Promise<void>((r) => (release = r));
+  let started = 0;
+  const t = await startTestServer((s) =>
+    s.addService(RewardService, {
+      ...impl,
+      score: async (r) => {
+        started++;
+        await gate;
+        return { scorerName: r.scorer };
+      },
+    })
+  );
+  const client = t.client(RewardService);
+  try {
+    const total = MAX_SESSION_IN_FLIGHT + 3;
+    const queue: unknown[] = [];
+    const codes = new Map<bigint, string>();
+    async function* frames() {
+      for (let i = 1; i <= total; i++) {
+        yield { callId: BigInt(i), call: { case: "score", value: { scorer: `${i}` } } };
+      }
+      // Wait until the server has started the calls, then begin shutdown and send one more.
+      while (started < MAX_SESSION_IN_FLIGHT) await new Promise((r) => setTimeout(r, 5));
+      const stopping = t.server.shutdown(5000);
+      queue.push(stopping);
+      yield { callId: 1000n, call: { case: "score", value: { scorer: "late" } } };
+      await new Promise((r) => setTimeout(r, 30));
+      release();
+      // Like the session client: the request side stays open until every answer is in (a client
+      // that half-closes first races the server's connection close on Deno; see session.ts).
+      while (codes.size < total + 1) await new Promise((r) => setTimeout(r, 5));
+    }
+    for await (const m of client.session(frames() as never)) {
+      codes.set(m.callId, m.result.case === "error" ? `err${m.result.value.code}` : "ok");
+    }
+    const counts = (what: string) => [...codes.values()].filter((c) => c === what).length;
+    assertEquals(counts("ok"), MAX_SESSION_IN_FLIGHT, "the calls in flight finished during shutdown");
+    assertEquals(counts(`err${Code.RESOURCE_EXHAUSTED}`), 3);
+    assertEquals(codes.get(1000n), `err${Code.UNAVAILABLE}`);
+    assertEquals((await queue[0] as { drained: boolean }).drained, true);
+  } finally {
+    release();
+    await t.close();
   }
 });
