@@ -75,14 +75,14 @@ Deno.test("session: zero/duplicate call_id and unset call answer INVALID_ARGUMEN
   );
   const client = t.client(RewardService);
   try {
-    async function* frames() {
+    const frames = async function* () {
       yield { callId: 0n, call: { case: "score" as const, value: { scorer: "x" } } };
       yield { callId: 5n };
       yield { callId: 7n, call: { case: "score" as const, value: { scorer: "wait" } } };
       yield { callId: 7n, call: { case: "score" as const, value: { scorer: "dup" } } };
       await new Promise((r) => setTimeout(r, 50));
       release();
-    }
+    };
     const answers: { id: bigint; what: string }[] = [];
     for await (const m of client.session(frames())) {
       const what = m.result.case === "error"
@@ -171,7 +171,7 @@ Deno.test("session: more calls in flight than the cap answer RESOURCE_EXHAUSTED;
     const total = MAX_SESSION_IN_FLIGHT + 3;
     const queue: unknown[] = [];
     const codes = new Map<bigint, string>();
-    async function* frames() {
+    const frames = async function* () {
       for (let i = 1; i <= total; i++) {
         yield { callId: BigInt(i), call: { case: "score", value: { scorer: `${i}` } } };
       }
@@ -185,7 +185,7 @@ Deno.test("session: more calls in flight than the cap answer RESOURCE_EXHAUSTED;
       // Like the session client: the request side stays open until every answer is in (a client
       // that half-closes first races the server's connection close on Deno; see session.ts).
       while (codes.size < total + 1) await new Promise((r) => setTimeout(r, 5));
-    }
+    };
     for await (const m of client.session(frames() as never)) {
       codes.set(m.callId, m.result.case === "error" ? `err${m.result.value.code}` : "ok");
     }
