@@ -36,6 +36,8 @@ export const SESSION_METHOD = "Session";
 /** Calls one stream may have running at once; more are answered RESOURCE_EXHAUSTED. */
 export const MAX_SESSION_IN_FLIGHT = 64;
 
+const MAX_QUEUED_ANSWERS = 256;
+
 /** Message metadata copied onto the per-message call (the rest comes from the carrier's headers). */
 export const SESSION_METADATA_KEYS: readonly string[] = ["traceparent", "tracestate", "baggage"];
 
@@ -88,6 +90,9 @@ export async function serveSession(
   let inputEnded = false;
   let wake: () => void = () => {};
   let writing: Promise<void> = Promise.resolve();
+  // Answers queued behind HTTP/2 backpressure; past MAX_QUEUED_ANSWERS the stream stops reading
+  // until they drain, so a client that sends and never reads cannot grow the queue without bound.
+  let queued = 0;
 
   const send = (init: Record<string, unknown>): void => {
     let bytes: Buffer;
@@ -103,7 +108,9 @@ export async function serveSession(
       );
       console.error(`${carrier.path}: session response does not encode`, e);
     }
+    queued++;
     writing = writing.then(async () => {
+      queued--;
       if (carrier.signal.aborted || stream.writableEnded) return;
       if (!stream.write(bytes)) await drained(stream, carrier.signal).catch(() => {});
     });
@@ -162,6 +169,7 @@ export async function serveSession(
   const reading = (async () => {
     for await (const item of readAll(stream)) {
       if (item instanceof DecodeFailure) throw new InvalidArgumentError("request", item.problem);
+      if (queued > MAX_QUEUED_ANSWERS) await writing;
       const req = item as SessionRequest;
       if (req.callId === 0n) fail(0n, Code.INVALID_ARGUMENT, "call_id: must be non-zero");
       else if (inFlight.has(req.callId)) {
