@@ -186,6 +186,9 @@ export async function serveSession(
     inputEnded = true;
     wake();
   })();
+  // Once the stream ended OK (shutdown), a later read failure has no one to report to; it must not
+  // become an unhandled rejection (which would end the process). The race below still sees it.
+  reading.catch(() => {});
   try {
     await Promise.race([
       reading,
