@@ -5,6 +5,10 @@
  * the RPCs it made, the encoded message bytes both ways and its wire time (RPC wall time minus
  * the servers' `rdpo-server-ms`); the table shows medians over the steps after the first (warm-up).
  *
+ * Three paths, interleaved per round: one SampleCandidates per inference step (before), lead steps
+ * folded into the next call, and the same with every call a message on one Session stream per
+ * service (lib/rpc/session_client.ts) instead of its own HTTP/2 stream.
+ *
  * Runs the shared_parent configuration twice: estimator q and delta_q (whose first fine-tune step
  * also scores the parents; since issue 21 in the same Score call as the candidates).
  *
@@ -29,6 +33,8 @@ export interface StepWireRow {
   load: number;
   steps: number;
   rpcs: number;
+  /** Of rpcs: sent as Session stream messages. */
+  streamMessages: number;
   bytesSent: number;
   bytesReceived: number;
   wireMs: number;
@@ -62,8 +68,9 @@ function medianByRpc(records: StepMetrics[]): Record<string, WireByRpc> {
 
 /** The two sampling paths, measured interleaved: the old one call per inference step, and lead steps. */
 const PATHS = [
-  { name: "before: one SampleCandidates per step", leadSteps: false },
-  { name: "after: lead steps in the next call", leadSteps: true },
+  { name: "before: one SampleCandidates per step", leadSteps: false, sessionStream: false },
+  { name: "after: lead steps in the next call", leadSteps: true, sessionStream: false },
+  { name: "after + Session stream: calls as messages", leadSteps: true, sessionStream: true },
 ] as const;
 
 export async function runStepWireBench({ steps = 5, rounds = 2 } = {}): Promise<StepWireRow[]> {
@@ -112,6 +119,7 @@ export async function runStepWireBench({ steps = 5, rounds = 2 } = {}): Promise<
             eval: { every: 0, at_start: false, at_end: false },
             services: { policy: policy.address, reward: reward.address },
             checkpoint: { every: steps, keep_last: 1 },
+            rpc: { session_stream: path.sessionStream },
           }));
           await train(config, {
             progress: "none",
@@ -145,6 +153,7 @@ export async function runStepWireBench({ steps = 5, rounds = 2 } = {}): Promise<
         path: path.name,
         steps: records.length,
         rpcs: of((r) => r.rpcs ?? NaN),
+        streamMessages: of((r) => r.rpcs_by_stream ?? 0),
         bytesSent: of((r) => r.wire_bytes_sent ?? NaN),
         bytesReceived: of((r) => r.wire_bytes_received ?? NaN),
         wireMs: of((r) => r.wire_ms),
@@ -161,10 +170,12 @@ export async function runStepWireBench({ steps = 5, rounds = 2 } = {}): Promise<
 export function formatStepWireBench(rows: StepWireRow[]): string {
   const kib = (n: number) => (n / 1024).toFixed(1);
   return [
-    "| setup | path | steps measured | RPCs/step | KiB sent/step | KiB received/step | wire ms/step (range) | wire ms per RPC | step ms | goal <= 15 ms | load |",
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+    "| setup | path | steps measured | calls/step | of them stream messages | KiB sent/step | KiB received/step | wire ms/step (range) | wire ms per RPC | step ms | goal <= 15 ms | load |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ...rows.map((r) =>
-      `| ${r.setup} | ${r.path} | ${r.steps} | ${r.rpcs} | ${kib(r.bytesSent)} | ${kib(r.bytesReceived)} | ` +
+      `| ${r.setup} | ${r.path} | ${r.steps} | ${r.rpcs} | ${r.streamMessages} | ${kib(r.bytesSent)} | ${
+        kib(r.bytesReceived)
+      } | ` +
       `${r.wireMs.toFixed(1)} (${r.wireMsRange[0].toFixed(1)}-${r.wireMsRange[1].toFixed(1)}) | ` +
       `${(r.wireMs / r.rpcs).toFixed(2)} | ${r.stepMs.toFixed(0)} | ${
         r.wireMs <= 15 ? "met" : "not met"

@@ -136,6 +136,44 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "unary calls (rpc.session_stream false) train the same run as the Session stream, bit for bit",
+        async () => {
+          const raw = rawConfig("unary");
+          const cfg = parseConfig(
+            JSON.stringify({ ...raw, rpc: { ...(raw.rpc as object), session_stream: false } }),
+            "unary config",
+          );
+          const r = await train(cfg, { progress: "none", log: () => {}, skipEvaluation: true });
+          assertEquals(r.adapterChecksum, reference);
+          // Timings and the calls' framing differ by transport; everything else must not.
+          const TRANSPORT_FIELDS = [
+            "wire_ms",
+            "step_seconds",
+            "phases",
+            "wire_by_rpc",
+            "wire_bytes_sent",
+            "wire_bytes_received",
+            "rpcs_by_stream",
+            "rpcs_unary",
+            "time",
+            "timestamp",
+          ];
+          const steps = async (dir: string) =>
+            (await readMetrics(join(tmp, dir, "metrics.jsonl"))).filter((x) => x.type === "step");
+          const strip = (x: object) =>
+            Object.fromEntries(Object.entries(x).filter(([k]) => !TRANSPORT_FIELDS.includes(k)));
+          const [viaUnary, viaStream] = [await steps("unary"), await steps("a")];
+          assertEquals(viaUnary.map(strip), viaStream.map(strip));
+          for (const s of viaUnary) {
+            assert(s.type === "step" && s.rpcs_by_stream === 0 && s.rpcs_unary === s.rpcs, "all unary");
+          }
+          for (const s of viaStream) {
+            assert(s.type === "step" && s.rpcs_unary === 0 && s.rpcs_by_stream === s.rpcs, "all by stream");
+          }
+        },
+      );
+
       await t.step("reward service killed and restarted mid-run: same adapter", async () => {
         let restarted: Promise<void> | null = null;
         const r = await train(config("c"), {

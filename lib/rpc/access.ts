@@ -20,6 +20,8 @@ export const ACCESS: Readonly<Record<string, Readonly<Record<string, Access>>>> 
     LoadScorer: "admin",
     UnloadScorer: "admin",
     SetAlias: "admin",
+    // The carrier stream only; each message on it is checked as the unary call it stands for.
+    Session: "read",
   },
   "rdpo.v1.PolicyService": {
     GetInfo: "read",
@@ -37,6 +39,8 @@ export const ACCESS: Readonly<Record<string, Readonly<Record<string, Access>>>> 
     LoadAdapter: "train",
     // Writes a file on the policy's disk.
     SaveAdapter: "admin",
+    // The carrier stream only; each message on it is checked as the unary call it stands for.
+    Session: "read",
   },
   "rdpo.v1.TrainerService": {
     GetRun: "read",

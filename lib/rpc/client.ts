@@ -63,6 +63,8 @@ export interface CallOptions {
    * response (0 when none arrived) once the call settles (the wire-time breakdown, issue 21).
    */
   onCodecMs?: (encodeMs: number, decodeMs: number) => void;
+  /** Unary calls: told how the call travelled (its own HTTP/2 stream, or a Session message). */
+  onTransport?: (transport: "unary" | "stream") => void;
 }
 
 /** What a client hook sees; `metadata` may be modified (it is sent). */
@@ -100,7 +102,7 @@ export type ClientOf<T> = T extends GenService<infer S> ? Client<S> : never;
 
 const RESERVED = new Set(["close"]);
 
-function toMetadata(metadata: CallOptions["metadata"]): grpc.Metadata {
+export function toMetadata(metadata: CallOptions["metadata"]): grpc.Metadata {
   if (metadata instanceof grpc.Metadata) return metadata.clone();
   const md = new grpc.Metadata();
   for (const [key, value] of Object.entries(metadata ?? {})) {
@@ -109,7 +111,7 @@ function toMetadata(metadata: CallOptions["metadata"]): grpc.Metadata {
   return md;
 }
 
-function toRpcError(error: unknown): RpcError {
+export function toRpcError(error: unknown): RpcError {
   if (error instanceof RpcError) return error;
   const e = error as Partial<grpc.ServiceError>;
   if (typeof e?.code === "number") return new RpcError(e.code, e.details ?? e.message ?? "", e.metadata);
@@ -175,6 +177,7 @@ export function createClient<S extends GenServiceMethods>(
     client[method.localName] = makeMethod(channel, method, hooks, options.defaultTimeoutMs);
   }
   channels.set(client, channel);
+  clientHooks.set(client, hooks);
   return client as Client<S>;
 }
 
@@ -191,6 +194,13 @@ export function waitForReady(client: { close(): void }, timeoutMs: number): Prom
 }
 
 const channels = new WeakMap<object, grpc.Client>();
+const clientHooks = new WeakMap<object, ClientHook[]>();
+
+/** The channel and hooks behind a client made by createClient (session_client.ts shares them). */
+export function clientParts(client: object): { channel: grpc.Client; hooks: ClientHook[] } | undefined {
+  const channel = channels.get(client);
+  return channel ? { channel, hooks: clientHooks.get(client) ?? [] } : undefined;
+}
 
 function makeMethod(
   channel: grpc.Client,
@@ -251,6 +261,7 @@ function makeMethod(
         const { metadata, callOptions, end } = begin(options);
         const onBytes = options.onMessageBytes;
         const onCodec = options.onCodecMs;
+        options.onTransport?.("unary");
         let received = 0;
         let decodeMs = 0;
         const decodeCounted = onBytes || onCodec

@@ -6,7 +6,12 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../gen/grpc/health/v1/health_pb.ts";
-import { RewardService, ScoreRequestSchema } from "../../gen/rdpo/v1/reward_pb.ts";
+import {
+  RewardService,
+  RewardServiceSessionRequestSchema,
+  ScoreRequestSchema,
+} from "../../gen/rdpo/v1/reward_pb.ts";
+import { DecodeFailure, decodeMessageSafely } from "./methods.ts";
 import { TrainerService } from "../../gen/rdpo/v1/trainer_pb.ts";
 import { assert, assertEquals } from "../testing/assert.ts";
 import { Code, codeName } from "./status.ts";
@@ -153,6 +158,76 @@ Deno.test("the problem names the field whose wire type is wrong", async () => {
       status.details,
       "request: does not decode: rdpo.v1.ScoreRequest.images[0].width: sent as LengthDelimited, expected Varint",
     );
+  } finally {
+    raw.close();
+    await t.close();
+  }
+});
+
+/** A raw Session stream: writes `frames`, half-closes, resolves with the final status and messages. */
+function rawSession(
+  client: grpc.Client,
+  path: string,
+  frames: Uint8Array[],
+): Promise<{ status: grpc.StatusObject; messages: number }> {
+  return new Promise((resolve) => {
+    const call = client.makeBidiStreamRequest(path, identity, identity, new grpc.Metadata());
+    let messages = 0;
+    call.on("data", () => messages++);
+    call.on("error", () => {});
+    call.on("status", (status: grpc.StatusObject) => resolve({ status, messages }));
+    for (const f of frames) call.write(Buffer.from(f));
+    call.end();
+  });
+}
+
+/** RewardServiceSessionRequest {call_id = 1 (varint); score = 2 (ScoreRequest bytes)}. */
+function sessionFrame(callId: number, score: Uint8Array): Uint8Array {
+  const len: number[] = [];
+  for (let n = score.length;; n >>>= 7) {
+    if (n < 0x80) {
+      len.push(n);
+      break;
+    }
+    len.push((n & 0x7f) | 0x80);
+  }
+  return new Uint8Array([0x08, callId, 0x12, ...len, ...score]);
+}
+
+Deno.test("Session: a frame that does not decode ends the stream INVALID_ARGUMENT; the server goes on", async () => {
+  const logged: unknown[] = [];
+  const t = await startTestServer((s) => s.addService(RewardService, reward), {
+    log: (message, error) => logged.push([message, error]),
+  });
+  const raw = new grpc.Client(t.address, grpc.credentials.createInsecure());
+  const path = "/rdpo.v1.RewardService/Session";
+  try {
+    const ok = await rawSession(raw, path, [sessionFrame(1, valid), sessionFrame(2, valid)]);
+    assertEquals(ok.status.code, Code.OK, ok.status.details);
+    assertEquals(ok.messages, 2, "one answer per call");
+    for (const [name, body] of MALFORMED_SCORE) {
+      // Wrapped as the inner Score request of a frame: the whole frame does not decode.
+      const wrapped = await rawSession(raw, path, [sessionFrame(1, valid), sessionFrame(3, body)]);
+      assertEquals(codeName(wrapped.status.code), "INVALID_ARGUMENT", `inner score, ${name}`);
+      assert(wrapped.status.details.startsWith("request: "), `names the request: ${wrapped.status.details}`);
+      // The bad body alone as a frame: some of them happen to be valid Session frames (e.g.
+      // [0x08, 0x00] is call_id 0), which must get a per-call error instead and the stream goes on.
+      const alone = await rawSession(raw, path, [body]);
+      if (decodeMessageSafely(RewardServiceSessionRequestSchema, body) instanceof DecodeFailure) {
+        assertEquals(
+          codeName(alone.status.code),
+          "INVALID_ARGUMENT",
+          `frame, ${name}: ${alone.status.details}`,
+        );
+      } else {
+        assertEquals(codeName(alone.status.code), "OK", `frame, ${name}: ${alone.status.details}`);
+        assertEquals(alone.messages, 1, `frame, ${name}: one (error) answer`);
+      }
+    }
+    assertEquals(logged, [], "bad input is not a server error");
+    assertEquals((await t.client(Health).check({})).status, Serving.SERVING);
+    const after = await rawSession(raw, path, [sessionFrame(1, valid)]);
+    assertEquals(after.status.code, Code.OK, "new streams are served");
   } finally {
     raw.close();
     await t.close();

@@ -97,10 +97,18 @@ for (const version of VERSIONS) {
       ) assert(listed.includes(name), `${name} listed in ${listed}`);
 
       const rewardFiles = files(responses[1]);
-      assertEquals(rewardFiles.map((f) => f.name), ["rdpo/v1/reward.proto", "rdpo/v1/tensor.proto"]);
+      assertEquals(rewardFiles.map((f) => f.name).sort(), [
+        "rdpo/v1/reward.proto",
+        "rdpo/v1/session.proto",
+        "rdpo/v1/tensor.proto",
+      ]);
       assertEquals(rewardFiles[0].service[0].name, "RewardService");
-      assertEquals(rewardFiles[0].dependency, ["rdpo/v1/tensor.proto"]);
-      assert(rewardFiles[1].messageType.some((m) => m.name === "Tensor"), "tensor.proto holds Tensor");
+      // The Session carrier is listed like any RPC (lib/rpc/session.ts).
+      const session = rewardFiles[0].service[0].method.find((m) => m.name === "Session");
+      assert(session?.clientStreaming && session.serverStreaming, "Session is a bidi RPC");
+      assertEquals(rewardFiles[0].dependency, ["rdpo/v1/session.proto", "rdpo/v1/tensor.proto"]);
+      const tensor = rewardFiles.find((f) => f.name === "rdpo/v1/tensor.proto");
+      assert(tensor?.messageType.some((m) => m.name === "Tensor"), "tensor.proto holds Tensor");
       for (const i of [2, 3, 4]) assertEquals(files(responses[i])[0].name, "rdpo/v1/reward.proto");
       assertEquals(files(responses[5]).map((f) => f.name), ["rdpo/v1/tensor.proto"]);
       assertEquals(files(responses[6]).map((f) => f.name), ["rdpo/v1/tensor.proto"]);

@@ -12,21 +12,14 @@ import * as grpc from "@grpc/grpc-js";
 import type { Buffer } from "node:buffer";
 import type { EventEmitter } from "node:events";
 import type { Http2Session } from "node:http2";
-import type { Readable } from "node:stream";
-import { CancelledError, DeadlineExceededError, InvalidArgumentError, UnavailableError } from "../errors.ts";
+import { UnavailableError } from "../errors.ts";
+import { endStream, readRequests, requestOf, ServerCall, writeAll } from "./server_call.ts";
+import { isSessionMethod, serveSession, type UnaryHandler } from "./session.ts";
 import { healthImpl, HealthReporter } from "./health.ts";
-import { asBuffer, DecodeFailure, decodeMessageSafely, encodeMessage, wireMethod } from "./methods.ts";
-import { readAll } from "./readable.ts";
+import { type DecodeFailure, decodeMessageSafely, encodeMessage, wireMethod } from "./methods.ts";
 import { addReflection } from "./reflection.ts";
 import { type CallStatus, Code, statusFromError } from "./status.ts";
-import type {
-  CallContext,
-  CallInfo,
-  CallMiddleware,
-  GenService,
-  GenServiceMethods,
-  ServiceImpl,
-} from "./types.ts";
+import type { CallInfo, CallMiddleware, GenService, GenServiceMethods, ServiceImpl } from "./types.ts";
 import { Health } from "../../gen/grpc/health/v1/health_pb.ts";
 import { installHttp2Guard } from "./h2_guard.ts";
 import { truncateEchoes } from "../echo.ts";
@@ -100,9 +93,6 @@ export interface ShutdownResult {
 export const DEFAULT_FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
 const MAX_FRAME_SIZE = 2 ** 24 - 1; // the largest HTTP/2 allows
 
-const NO_DEADLINE_MS = 2 ** 31 - 1; // setTimeout's limit; later deadlines are treated as none
-const DEADLINE_SLACK_MS = 50;
-
 export function formatAddress(host: string, port: number): string {
   return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
 }
@@ -158,7 +148,8 @@ export class RpcServer {
     const implementation: grpc.UntypedServiceImplementation = {};
     for (const method of desc.methods) {
       const handler = handlers[method.localName];
-      if (typeof handler !== "function") {
+      const session = handler === undefined && isSessionMethod(method);
+      if (typeof handler !== "function" && !session) {
         throw new Error(`${desc.typeName}: no handler for method ${method.name} (key "${method.localName}")`);
       }
       const w = wireMethod(method);
@@ -178,7 +169,9 @@ export class RpcServer {
         responseDeserialize: (bytes) => bytes,
         originalName: method.localName,
       };
-      implementation[method.localName] = this.#wrap(method, handler.bind(impl));
+      implementation[method.localName] = session
+        ? this.#wrapSession(desc, method, handlers)
+        : this.#wrap(method, handler.bind(impl));
     }
     this.grpc.addService(definition as grpc.ServiceDefinition, implementation);
     this.#services.push(desc);
@@ -277,8 +270,14 @@ export class RpcServer {
   }
 
   /** Runs the middleware chain around `body`; resolves with the final status, never rejects. */
-  async #run(call: ServerCall, kind: CallInfo["kind"], body: () => Promise<void>): Promise<CallStatus> {
+  async #run(
+    call: ServerCall,
+    kind: CallInfo["kind"],
+    body: () => Promise<void>,
+    session?: CallInfo["session"],
+  ): Promise<CallStatus> {
     const info: CallInfo = {
+      session,
       service: call.service,
       method: call.method,
       path: call.path,
@@ -323,6 +322,40 @@ export class RpcServer {
     if (status.internal) this.#log(`${call.path}: internal error`, error);
     // Client strings echoed in the details are cut (lib/echo.ts): a status never repeats 5000 chars.
     return { code: status.code, details: truncateEchoes(status.details), error };
+  }
+
+  /** The Session carrier of `service`: its messages run as the service's unary calls (session.ts). */
+  #wrapSession(
+    service: DescService,
+    carrierMethod: DescMethod,
+    handlers: Record<string, (...args: never[]) => unknown>,
+  ): grpc.UntypedHandleCall {
+    const unary = new Map<string, { method: DescMethod; handler: UnaryHandler }>();
+    for (const m of service.methods) {
+      if (m.methodKind !== "unary") continue;
+      const h = handlers[m.localName];
+      unary.set(m.localName, { method: m, handler: h.bind(handlers) as never });
+    }
+    const deps = {
+      service,
+      carrierMethod,
+      handlers: unary,
+      run: (
+        call: ServerCall,
+        kind: CallInfo["kind"],
+        session: CallInfo["session"],
+        body: () => Promise<void>,
+      ) => this.#run(call, kind, body, session),
+      track: (call: ServerCall) => this.#track(call),
+      closing: this.#closing.signal,
+      decodeStartedAt: (m: object) => decodeStartedAt.get(m),
+    };
+    return (stream: grpc.ServerDuplexStream<unknown, Buffer>) => {
+      const call = new ServerCall(carrierMethod, stream, this.#closing.signal);
+      const done = this.#track(call);
+      this.#run(call, "bidi_streaming", () => serveSession(stream, call, deps), "carrier")
+        .then((status) => endStream(stream, call, status)).finally(done);
+    };
   }
 
   // deno-lint-ignore no-explicit-any
@@ -391,155 +424,6 @@ export class RpcServer {
         };
     }
   }
-}
-
-function requestOf(request: unknown): Message {
-  if (request instanceof DecodeFailure) throw new InvalidArgumentError("request", request.problem);
-  return request as Message;
-}
-
-async function* readRequests(stream: Readable): AsyncGenerator<Message> {
-  for await (const item of readAll(stream)) yield requestOf(item);
-}
-
-type WritableCall = grpc.ServerWritableStream<unknown, Buffer> | grpc.ServerDuplexStream<unknown, Buffer>;
-
-/** Writes every message of `responses`, waiting on backpressure; stops when the call aborts. */
-async function writeAll(
-  stream: WritableCall,
-  call: ServerCall,
-  responses: AsyncIterable<unknown>,
-  encode: (init: unknown) => Buffer,
-): Promise<void> {
-  for await (const item of responses) {
-    call.signal.throwIfAborted();
-    const bytes = encode(item);
-    call.flushHeaders(stream);
-    if (!stream.write(bytes)) await drained(stream, call.signal);
-  }
-}
-
-function drained(stream: WritableCall, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onDrain = () => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    };
-    const onAbort = () => {
-      stream.off("drain", onDrain);
-      reject(signal.reason);
-    };
-    stream.once("drain", onDrain);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-function endStream(stream: WritableCall, call: ServerCall, status: CallStatus): void {
-  call.finish();
-  if (status.code === Code.OK) {
-    call.flushHeaders(stream);
-    stream.end(call.trailers);
-  } else {
-    stream.emit("error", { code: status.code, details: status.details, metadata: call.trailers });
-  }
-}
-
-type AnyServerCall =
-  | grpc.ServerUnaryCall<unknown, Buffer>
-  | grpc.ServerReadableStream<unknown, Buffer>
-  | grpc.ServerWritableStream<unknown, Buffer>
-  | grpc.ServerDuplexStream<unknown, Buffer>;
-
-/** Per-call state; it is the CallContext handlers receive. */
-class ServerCall implements CallContext {
-  readonly service: string;
-  readonly method: string;
-  readonly path: string;
-  readonly metadata: grpc.Metadata;
-  readonly deadline: Date | undefined;
-  readonly peer: string;
-  readonly serverClosing: AbortSignal;
-  readonly trailers = new grpc.Metadata();
-  readonly #headers = new grpc.Metadata();
-  #headersSent = false;
-  readonly #controller = new AbortController();
-  readonly #timer: ReturnType<typeof setTimeout> | undefined;
-  readonly #onCancel: () => void;
-  readonly #stream: AnyServerCall;
-
-  constructor(method: DescMethod, stream: AnyServerCall, serverClosing: AbortSignal) {
-    this.service = method.parent.typeName;
-    this.method = method.name;
-    this.path = `/${this.service}/${this.method}`;
-    this.metadata = stream.metadata;
-    this.peer = stream.getPeer();
-    this.serverClosing = serverClosing;
-    this.#stream = stream;
-    const deadline = stream.getDeadline();
-    const ms = deadline instanceof Date ? deadline.getTime() : deadline;
-    if (Number.isFinite(ms)) {
-      this.deadline = new Date(ms);
-      const left = Math.max(0, ms - Date.now());
-      if (left < NO_DEADLINE_MS) {
-        this.#timer = setTimeout(() => this.abort(new DeadlineExceededError("deadline exceeded")), left);
-      }
-    }
-    this.#onCancel = () => {
-      // A client whose deadline passes resets the stream; that reset can arrive a little before
-      // the server's own deadline timer fires (the server's deadline starts when the request
-      // arrives), so a cancel near the deadline is reported as the deadline.
-      const nearDeadline = this.deadline !== undefined &&
-        Date.now() >= this.deadline.getTime() - DEADLINE_SLACK_MS;
-      this.abort(
-        nearDeadline
-          ? new DeadlineExceededError("deadline exceeded")
-          : new CancelledError("the client cancelled the call"),
-      );
-    };
-    (stream as EventEmitter).on("cancelled", this.#onCancel);
-  }
-
-  get signal(): AbortSignal {
-    return this.#controller.signal;
-  }
-
-  abort(reason: Error): void {
-    if (!this.#controller.signal.aborted) this.#controller.abort(reason);
-  }
-
-  header(key: string): string | undefined {
-    const value = this.metadata.get(key)[0];
-    if (value === undefined) return undefined;
-    return typeof value === "string" ? value : value.toString("base64");
-  }
-
-  setHeader(key: string, value: string | Uint8Array): void {
-    if (this.#headersSent) {
-      throw new Error(`${this.path}: response headers were already sent (setHeader("${key}"))`);
-    }
-    this.#headers.add(key, toMetadataValue(value));
-  }
-
-  setTrailer(key: string, value: string | Uint8Array): void {
-    this.trailers.add(key, toMetadataValue(value));
-  }
-
-  /** Sends the response headers if any were set and none were sent yet. */
-  flushHeaders(stream: AnyServerCall): void {
-    if (this.#headersSent) return;
-    this.#headersSent = true;
-    if (Object.keys(this.#headers.getMap()).length > 0) stream.sendMetadata(this.#headers);
-  }
-
-  /** Releases the deadline timer and the cancel listener. */
-  finish(): void {
-    clearTimeout(this.#timer);
-    (this.#stream as EventEmitter).off("cancelled", this.#onCancel);
-  }
-}
-
-function toMetadataValue(value: string | Uint8Array): string | Buffer {
-  return typeof value === "string" ? value : asBuffer(value);
 }
 
 /** A server with health and reflection installed (unless disabled in `options`). */

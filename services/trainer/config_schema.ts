@@ -380,6 +380,11 @@ export const SCHEMA: Field = {
           },
         },
         max_message_bytes: { kind: "number", integer: true, min: 1024, default: 64 * 1024 * 1024 },
+        session_stream: {
+          kind: "boolean",
+          default: true,
+          doc: "unary calls as messages on one Session stream per service (unary when the server lacks it)",
+        },
       },
     },
     checkpoint: {

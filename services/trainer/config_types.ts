@@ -111,6 +111,8 @@ export interface RunConfig {
     deadline_ms: { default: number } & Record<RpcName, number | null>;
     retry: RetryConfig;
     max_message_bytes: number;
+    /** Send the unary calls over one Session stream per service (lib/rpc/session_client.ts). */
+    session_stream: boolean;
   };
   checkpoint: { every: number; keep_last: number };
   report: { grid_prompts: number; grid_samples: number; image_size: number };

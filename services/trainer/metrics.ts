@@ -35,6 +35,9 @@ export interface StepMetrics {
   rpcs?: number;
   wire_bytes_sent?: number;
   wire_bytes_received?: number;
+  /** Of `rpcs`: how many went as Session stream messages and how many as their own unary RPC. */
+  rpcs_by_stream?: number;
+  rpcs_unary?: number;
   /**
    * The wire time per RPC name with its measured parts (services.ts RpcWireTotals: client encode /
    * decode, server decode + dispatch, the rest transport), ms and bytes summed over the step's calls.

@@ -32,7 +32,9 @@ const image = (v: number) => {
 Deno.test("scoreGroups: one Score call per scorer for several groups, the same rewards as separate calls", async () => {
   const { registry, server } = await rewardServer();
   const config = parseConfig(
-    `scorers: [{name: a, weight: 1}, {name: b, weight: 0.5}]\nservices: {reward: "${server.address}"}\n`,
+    // Unary calls: the byte counts below are the bare requests (a Session frame adds its call id).
+    `scorers: [{name: a, weight: 1}, {name: b, weight: 0.5}]\nservices: {reward: "${server.address}"}\n` +
+      "rpc: {session_stream: false}\n",
   );
   const services = connectServices(config);
   try {
@@ -87,6 +89,43 @@ Deno.test("scoreGroups: one Score call per scorer for several groups, the same r
     );
   } finally {
     services.close();
+    await server.close();
+    await registry.closeAll();
+  }
+});
+
+Deno.test("services: by default the calls go as Session messages, same rewards, counted by transport", async () => {
+  const { registry, server } = await rewardServer();
+  const address = `services: {reward: "${server.address}"}\n`;
+  const scorers = "scorers: [{name: a, weight: 1}, {name: b, weight: 0.5}]\n";
+  const viaStream = connectServices(parseConfig(scorers + address));
+  const viaUnary = connectServices(parseConfig(scorers + address + "rpc: {session_stream: false}\n"));
+  try {
+    const images = [10, 20, 30].map(image).map((c) => c.proto);
+    const prompts = ["x", "y", "z"];
+    const a = await scoreImages(
+      { config: parseConfig(scorers + address), services: viaStream },
+      images,
+      prompts,
+    );
+    const b = await scoreImages(
+      { config: parseConfig(scorers + address), services: viaUnary },
+      images,
+      prompts,
+    );
+    assertEquals(a, b);
+    const [s, u] = [viaStream.clock.take(), viaUnary.clock.take()];
+    assertEquals([s.calls, s.streamCalls, s.unaryCalls], [2, 2, 0]);
+    assertEquals([u.calls, u.streamCalls, u.unaryCalls], [2, 0, 2]);
+    // A frame is the request plus its call id (and the response the same plus call id and timings).
+    assert(
+      s.bytesSent > u.bytesSent && s.bytesSent - u.bytesSent <= 2 * 16,
+      `${s.bytesSent} vs ${u.bytesSent}`,
+    );
+    assert(s.serverMs > 0, "server time from the frame's server_ms");
+  } finally {
+    viaStream.close();
+    viaUnary.close();
     await server.close();
     await registry.closeAll();
   }

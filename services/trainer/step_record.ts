@@ -43,6 +43,8 @@ export function stepRecord(r: StepRecordInput): StepMetrics {
     rpcs: clock.calls,
     wire_bytes_sent: clock.bytesSent,
     wire_bytes_received: clock.bytesReceived,
+    rpcs_by_stream: clock.streamCalls,
+    rpcs_unary: clock.unaryCalls,
     wire_by_rpc: wireByRpc(clock.byRpc),
     phases: collected.phases,
     grad_norm: summary?.grad_norm,

@@ -4,6 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { SessionError } from "./session_pb.ts";
+import { file_rdpo_v1_session } from "./session_pb.ts";
 import type { Image, NamedTensor, RngKey, Tensor } from "./tensor_pb.ts";
 import { file_rdpo_v1_tensor } from "./tensor_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file rdpo/v1/policy.proto.
  */
 export const file_rdpo_v1_policy: GenFile = /*@__PURE__*/
-  fileDesc("ChRyZHBvL3YxL3BvbGljeS5wcm90bxIHcmRwby52MSK9AQoKU3RlcENvbmZpZxIhCgdzYW1wbGVyGAEgASgOMhAucmRwby52MS5TYW1wbGVyEhsKE251bV9pbmZlcmVuY2Vfc3RlcHMYAiABKA0SEAoDZXRhGAMgASgBSACIAQESGwoOZ3VpZGFuY2Vfc2NhbGUYBCABKAFIAYgBARIlCglyZWR1Y3Rpb24YBSABKA4yEi5yZHBvLnYxLlJlZHVjdGlvbkIGCgRfZXRhQhEKD19ndWlkYW5jZV9zY2FsZSJxCgxDb25kaXRpb25pbmcSDwoHcHJvbXB0cxgBIAMoCRImCg1wcm9tcHRfZW1iZWRzGAIgASgLMg8ucmRwby52MS5UZW5zb3ISKAoPbmVnYXRpdmVfZW1iZWRzGAMgASgLMg8ucmRwby52MS5UZW5zb3IiEAoOR2V0SW5mb1JlcXVlc3QirwQKD0dldEluZm9SZXNwb25zZRISCgptb2RlbF9uYW1lGAEgASgJEhgKEHVuZXRfY29uZmlnX2pzb24YAiABKAkSIAoYdGV4dF9lbmNvZGVyX2NvbmZpZ19qc29uGAMgASgJEhcKD3ZhZV9jb25maWdfanNvbhgEIAEoCRIUCgxsYXRlbnRfc2hhcGUYBSADKAMSEwoLaW1hZ2Vfd2lkdGgYBiABKA0SFAoMaW1hZ2VfaGVpZ2h0GAcgASgNEg8KB2JhY2tlbmQYCCABKAkSIAoEcm9sZRgJIAEoDjISLnJkcG8udjEuTW9kZWxSb2xlEhcKD2Jhc2VfcGFyYW1ldGVycxgKIAEoBBIaChJhZGFwdGVyX3BhcmFtZXRlcnMYCyABKAQSEQoJbG9yYV9yYW5rGAwgASgNEhIKCmxvcmFfYWxwaGEYDSABKAESGwoTbG9yYV90YXJnZXRfbW9kdWxlcxgOIAMoCRIWCg5vcHRpbWl6ZXJfc3RlcBgPIAEoBBIYChBhZGFwdGVyX2NoZWNrc3VtGBAgASgJEhQKDG1lbW9yeV9ieXRlcxgRIAEoBBIUCgx0ZW5zb3JfY291bnQYEiABKAQSEwoLaW5zdGFuY2VfaWQYEyABKAkSGwoTbWF4X3NlcXVlbmNlX2xlbmd0aBgUIAEoDRIbChNudW1fdHJhaW5fdGltZXN0ZXBzGBUgASgNEhkKEXNhbXBsZV9sZWFkX3N0ZXBzGBYgASgIIicKFEVuY29kZVByb21wdHNSZXF1ZXN0Eg8KB3Byb21wdHMYASADKAkiYwoVRW5jb2RlUHJvbXB0c1Jlc3BvbnNlEiYKDXByb21wdF9lbWJlZHMYASABKAsyDy5yZHBvLnYxLlRlbnNvchIiCglpbnB1dF9pZHMYAiABKAsyDy5yZHBvLnYxLlRlbnNvciKxAwoXU2FtcGxlQ2FuZGlkYXRlc1JlcXVlc3QSKwoMY29uZGl0aW9uaW5nGAEgASgLMhUucmRwby52MS5Db25kaXRpb25pbmcSIAoHbGF0ZW50cxgCIAEoCzIPLnJkcG8udjEuVGVuc29yEhIKCnN0ZXBfaW5kZXgYAyABKA0SIQoEc3RlcBgEIAEoCzITLnJkcG8udjEuU3RlcENvbmZpZxIWCg5udW1fY2FuZGlkYXRlcxgFIAEoDRIeCgVub2lzZRgGIAEoCzIPLnJkcG8udjEuUm5nS2V5EioKEXBhcmVudF9ub2lzZV9wcmVkGAcgASgLMg8ucmRwby52MS5UZW5zb3ISHwoXcHJlZGljdF9jYW5kaWRhdGVfbm9pc2UYCCABKAgSGQoRZGVjb2RlX2NhbmRpZGF0ZXMYCSABKAgSFQoNZGVjb2RlX3BhcmVudBgKIAEoCBIgCgRyb2xlGAsgASgOMhIucmRwby52MS5Nb2RlbFJvbGUSEgoKbGVhZF9zdGVwcxgMIAEoDRIjCgpsZWFkX25vaXNlGA0gASgLMg8ucmRwby52MS5SbmdLZXkitwMKGFNhbXBsZUNhbmRpZGF0ZXNSZXNwb25zZRIjCgpjYW5kaWRhdGVzGAEgASgLMg8ucmRwby52MS5UZW5zb3ISIgoJbG9nX3Byb2JzGAIgASgLMg8ucmRwby52MS5UZW5zb3ISLQoUY2FuZGlkYXRlX25vaXNlX3ByZWQYAyABKAsyDy5yZHBvLnYxLlRlbnNvchIoChBjYW5kaWRhdGVfaW1hZ2VzGAQgAygLMg4ucmRwby52MS5JbWFnZRIlCg1wYXJlbnRfaW1hZ2VzGAUgAygLMg4ucmRwby52MS5JbWFnZRIqChFwYXJlbnRfbm9pc2VfcHJlZBgGIAEoCzIPLnJkcG8udjEuVGVuc29yEhAKCHRpbWVzdGVwGAcgASgDEhUKDXByZXZfdGltZXN0ZXAYCCABKAMSDQoFc2lnbWEYCSABKAESEwoLaW5zdGFuY2VfaWQYCiABKAkSFgoOb3B0aW1pemVyX3N0ZXAYCyABKAQSGAoQYWRhcHRlcl9jaGVja3N1bRgMIAEoCRInCg5wYXJlbnRfbGF0ZW50cxgNIAEoCzIPLnJkcG8udjEuVGVuc29yIskBChNQcmVkaWN0Tm9pc2VSZXF1ZXN0EisKDGNvbmRpdGlvbmluZxgBIAEoCzIVLnJkcG8udjEuQ29uZGl0aW9uaW5nEiAKB2xhdGVudHMYAiABKAsyDy5yZHBvLnYxLlRlbnNvchIRCgl0aW1lc3RlcHMYAyADKAMSGwoOZ3VpZGFuY2Vfc2NhbGUYBCABKAFIAIgBARIgCgRyb2xlGAUgASgOMhIucmRwby52MS5Nb2RlbFJvbGVCEQoPX2d1aWRhbmNlX3NjYWxlIjsKFFByZWRpY3ROb2lzZVJlc3BvbnNlEiMKCm5vaXNlX3ByZWQYASABKAsyDy5yZHBvLnYxLlRlbnNvciJICg1EZWNvZGVSZXF1ZXN0EiAKB2xhdGVudHMYASABKAsyDy5yZHBvLnYxLlRlbnNvchIVCg1yZXR1cm5fdGVuc29yGAIgASgIIlEKDkRlY29kZVJlc3BvbnNlEh4KBmltYWdlcxgBIAMoCzIOLnJkcG8udjEuSW1hZ2USHwoGcGl4ZWxzGAIgASgLMg8ucmRwby52MS5UZW5zb3IiNQoTRW5jb2RlSW1hZ2VzUmVxdWVzdBIeCgZpbWFnZXMYASADKAsyDi5yZHBvLnYxLkltYWdlIjgKFEVuY29kZUltYWdlc1Jlc3BvbnNlEiAKB2xhdGVudHMYASABKAsyDy5yZHBvLnYxLlRlbnNvciLlAQoPR2VuZXJhdGVSZXF1ZXN0EisKDGNvbmRpdGlvbmluZxgBIAEoCzIVLnJkcG8udjEuQ29uZGl0aW9uaW5nEiEKBHN0ZXAYAiABKAsyEy5yZHBvLnYxLlN0ZXBDb25maWcSHgoFbm9pc2UYAyABKAsyDy5yZHBvLnYxLlJuZ0tleRIoCg9pbml0aWFsX2xhdGVudHMYBCABKAsyDy5yZHBvLnYxLlRlbnNvchIgCgRyb2xlGAUgASgOMhIucmRwby52MS5Nb2RlbFJvbGUSFgoOcmV0dXJuX2xhdGVudHMYBiABKAgiVAoQR2VuZXJhdGVSZXNwb25zZRIeCgZpbWFnZXMYASADKAsyDi5yZHBvLnYxLkltYWdlEiAKB2xhdGVudHMYAiABKAsyDy5yZHBvLnYxLlRlbnNvciLIAQoLVHJhbnNpdGlvbnMSKwoMY29uZGl0aW9uaW5nGAEgASgLMhUucmRwby52MS5Db25kaXRpb25pbmcSIAoHbGF0ZW50cxgCIAEoCzIPLnJkcG8udjEuVGVuc29yEiUKDG5leHRfbGF0ZW50cxgDIAEoCzIPLnJkcG8udjEuVGVuc29yEhQKDHN0ZXBfaW5kaWNlcxgEIAMoDRItChRyZWZlcmVuY2Vfbm9pc2VfcHJlZBgFIAEoCzIPLnJkcG8udjEuVGVuc29yImAKEExvZ1JhdGlvc1JlcXVlc3QSKQoLdHJhbnNpdGlvbnMYASABKAsyFC5yZHBvLnYxLlRyYW5zaXRpb25zEiEKBHN0ZXAYAiABKAsyEy5yZHBvLnYxLlN0ZXBDb25maWcikQEKEUxvZ1JhdGlvc1Jlc3BvbnNlEiMKCmxvZ19yYXRpb3MYASABKAsyDy5yZHBvLnYxLlRlbnNvchIpChBwb2xpY3lfbG9nX3Byb2JzGAIgASgLMg8ucmRwby52MS5UZW5zb3ISLAoTcmVmZXJlbmNlX2xvZ19wcm9icxgDIAEoCzIPLnJkcG8udjEuVGVuc29yImAKCkxvc3NDb25maWcSHwoEa2luZBgBIAEoDjIRLnJkcG8udjEuTG9zc0tpbmQSDAoEYmV0YRgCIAEoARIOCgZsYW1iZGEYAyABKAESEwoLcmF0aW9fY2xhbXAYBCABKAEihAEKD09wdGltaXplckNvbmZpZxIVCg1sZWFybmluZ19yYXRlGAEgASgBEg0KBWJldGExGAIgASgBEg0KBWJldGEyGAMgASgBEg8KB2Vwc2lsb24YBCABKAESFAoMd2VpZ2h0X2RlY2F5GAUgASgBEhUKDW1heF9ncmFkX25vcm0YBiABKAEi4gIKEFRyYWluU3RlcFJlcXVlc3QSJQoHd2lubmVycxgBIAEoCzIULnJkcG8udjEuVHJhbnNpdGlvbnMSJAoGbG9zZXJzGAIgASgLMhQucmRwby52MS5UcmFuc2l0aW9ucxIhCgRzdGVwGAMgASgLMhMucmRwby52MS5TdGVwQ29uZmlnEiEKBGxvc3MYBCABKAsyEy5yZHBvLnYxLkxvc3NDb25maWcSKwoJb3B0aW1pemVyGAUgASgLMhgucmRwby52MS5PcHRpbWl6ZXJDb25maWcSJAoXZXhwZWN0ZWRfb3B0aW1pemVyX3N0ZXAYBiABKARIAIgBARISCgpyZXF1ZXN0X2lkGAcgASgJEhgKEHJldHVybl9ncmFkaWVudHMYCCABKAgSHgoFbm9pc2UYCSABKAsyDy5yZHBvLnYxLlJuZ0tleUIaChhfZXhwZWN0ZWRfb3B0aW1pemVyX3N0ZXAiXwoLUGFpck1ldHJpY3MSGAoQbG9nX3JhdGlvX3dpbm5lchgBIAEoARIXCg9sb2dfcmF0aW9fbG9zZXIYAiABKAESDAoEbG9zcxgDIAEoARIPCgdjb3JyZWN0GAQgASgIIpgCChFUcmFpblN0ZXBSZXNwb25zZRIMCgRsb3NzGAEgASgBEh0KFW1lYW5fbG9nX3JhdGlvX3dpbm5lchgCIAEoARIcChRtZWFuX2xvZ19yYXRpb19sb3NlchgDIAEoARIQCghhY2N1cmFjeRgEIAEoARIRCglncmFkX25vcm0YBSABKAESFgoOb3B0aW1pemVyX3N0ZXAYBiABKAQSIwoFcGFpcnMYByADKAsyFC5yZHBvLnYxLlBhaXJNZXRyaWNzEicKCWdyYWRpZW50cxgIIAMoCzIULnJkcG8udjEuTmFtZWRUZW5zb3ISGAoQYWRhcHRlcl9jaGVja3N1bRgJIAEoCRITCgtpbnN0YW5jZV9pZBgKIAEoCSLDAQoVQXBwbHlHcmFkaWVudHNSZXF1ZXN0EicKCWdyYWRpZW50cxgBIAMoCzIULnJkcG8udjEuTmFtZWRUZW5zb3ISKwoJb3B0aW1pemVyGAIgASgLMhgucmRwby52MS5PcHRpbWl6ZXJDb25maWcSJAoXZXhwZWN0ZWRfb3B0aW1pemVyX3N0ZXAYAyABKARIAIgBARISCgpyZXF1ZXN0X2lkGAQgASgJQhoKGF9leHBlY3RlZF9vcHRpbWl6ZXJfc3RlcCJdChZBcHBseUdyYWRpZW50c1Jlc3BvbnNlEhYKDm9wdGltaXplcl9zdGVwGAEgASgEEhgKEGFkYXB0ZXJfY2hlY2tzdW0YAiABKAkSEQoJZ3JhZF9ub3JtGAMgASgBIjQKEUdldEFkYXB0ZXJSZXF1ZXN0Eh8KF2luY2x1ZGVfb3B0aW1pemVyX3N0YXRlGAEgASgIIsMBCgxBZGFwdGVyU3RhdGUSJQoHd2VpZ2h0cxgBIAMoCzIULnJkcG8udjEuTmFtZWRUZW5zb3ISDAoEcmFuaxgCIAEoDRINCgVhbHBoYRgDIAEoARIWCg50YXJnZXRfbW9kdWxlcxgEIAMoCRItCg9vcHRpbWl6ZXJfc3RhdGUYBSADKAsyFC5yZHBvLnYxLk5hbWVkVGVuc29yEhYKDm9wdGltaXplcl9zdGVwGAYgASgEEhAKCGNoZWNrc3VtGAcgASgJIjwKEkdldEFkYXB0ZXJSZXNwb25zZRImCgdhZGFwdGVyGAEgASgLMhUucmRwby52MS5BZGFwdGVyU3RhdGUidQoSTG9hZEFkYXB0ZXJSZXF1ZXN0EigKB2FkYXB0ZXIYASABKAsyFS5yZHBvLnYxLkFkYXB0ZXJTdGF0ZUgAEg4KBHBhdGgYAiABKAlIABINCgVyZXNldBgDIAEoCBIMCgRzZWVkGAQgASgEQggKBnNvdXJjZSI/ChNMb2FkQWRhcHRlclJlc3BvbnNlEhAKCGNoZWNrc3VtGAEgASgJEhYKDm9wdGltaXplcl9zdGVwGAIgASgEIiIKElNhdmVBZGFwdGVyUmVxdWVzdBIMCgRwYXRoGAEgASgJIkQKE1NhdmVBZGFwdGVyUmVzcG9uc2USDAoEcGF0aBgBIAEoCRINCgVieXRlcxgCIAEoBBIQCghjaGVja3N1bRgDIAEoCSpYCglNb2RlbFJvbGUSGgoWTU9ERUxfUk9MRV9VTlNQRUNJRklFRBAAEhUKEU1PREVMX1JPTEVfUE9MSUNZEAESGAoUTU9ERUxfUk9MRV9SRUZFUkVOQ0UQAipGCgdTYW1wbGVyEhcKE1NBTVBMRVJfVU5TUEVDSUZJRUQQABIQCgxTQU1QTEVSX0RESU0QARIQCgxTQU1QTEVSX0REUE0QAipNCglSZWR1Y3Rpb24SGQoVUkVEVUNUSU9OX1VOU1BFQ0lGSUVEEAASEgoOUkVEVUNUSU9OX01FQU4QARIRCg1SRURVQ1RJT05fU1VNEAIqaQoITG9zc0tpbmQSGQoVTE9TU19LSU5EX1VOU1BFQ0lGSUVEEAASEQoNTE9TU19LSU5EX0RQTxABEhIKDkxPU1NfS0lORF9SRFBPEAISGwoXTE9TU19LSU5EX0RJRkZVU0lPTl9EUE8QAzLCBwoNUG9saWN5U2VydmljZRI8CgdHZXRJbmZvEhcucmRwby52MS5HZXRJbmZvUmVxdWVzdBoYLnJkcG8udjEuR2V0SW5mb1Jlc3BvbnNlEk4KDUVuY29kZVByb21wdHMSHS5yZHBvLnYxLkVuY29kZVByb21wdHNSZXF1ZXN0Gh4ucmRwby52MS5FbmNvZGVQcm9tcHRzUmVzcG9uc2USVwoQU2FtcGxlQ2FuZGlkYXRlcxIgLnJkcG8udjEuU2FtcGxlQ2FuZGlkYXRlc1JlcXVlc3QaIS5yZHBvLnYxLlNhbXBsZUNhbmRpZGF0ZXNSZXNwb25zZRJLCgxQcmVkaWN0Tm9pc2USHC5yZHBvLnYxLlByZWRpY3ROb2lzZVJlcXVlc3QaHS5yZHBvLnYxLlByZWRpY3ROb2lzZVJlc3BvbnNlEjkKBkRlY29kZRIWLnJkcG8udjEuRGVjb2RlUmVxdWVzdBoXLnJkcG8udjEuRGVjb2RlUmVzcG9uc2USSwoMRW5jb2RlSW1hZ2VzEhwucmRwby52MS5FbmNvZGVJbWFnZXNSZXF1ZXN0Gh0ucmRwby52MS5FbmNvZGVJbWFnZXNSZXNwb25zZRI/CghHZW5lcmF0ZRIYLnJkcG8udjEuR2VuZXJhdGVSZXF1ZXN0GhkucmRwby52MS5HZW5lcmF0ZVJlc3BvbnNlEkIKCUxvZ1JhdGlvcxIZLnJkcG8udjEuTG9nUmF0aW9zUmVxdWVzdBoaLnJkcG8udjEuTG9nUmF0aW9zUmVzcG9uc2USQgoJVHJhaW5TdGVwEhkucmRwby52MS5UcmFpblN0ZXBSZXF1ZXN0GhoucmRwby52MS5UcmFpblN0ZXBSZXNwb25zZRJRCg5BcHBseUdyYWRpZW50cxIeLnJkcG8udjEuQXBwbHlHcmFkaWVudHNSZXF1ZXN0Gh8ucmRwby52MS5BcHBseUdyYWRpZW50c1Jlc3BvbnNlEkUKCkdldEFkYXB0ZXISGi5yZHBvLnYxLkdldEFkYXB0ZXJSZXF1ZXN0GhsucmRwby52MS5HZXRBZGFwdGVyUmVzcG9uc2USSAoLTG9hZEFkYXB0ZXISGy5yZHBvLnYxLkxvYWRBZGFwdGVyUmVxdWVzdBocLnJkcG8udjEuTG9hZEFkYXB0ZXJSZXNwb25zZRJICgtTYXZlQWRhcHRlchIbLnJkcG8udjEuU2F2ZUFkYXB0ZXJSZXF1ZXN0GhwucmRwby52MS5TYXZlQWRhcHRlclJlc3BvbnNlYgZwcm90bzM", [file_rdpo_v1_tensor]);
+  fileDesc("ChRyZHBvL3YxL3BvbGljeS5wcm90bxIHcmRwby52MSK9AQoKU3RlcENvbmZpZxIhCgdzYW1wbGVyGAEgASgOMhAucmRwby52MS5TYW1wbGVyEhsKE251bV9pbmZlcmVuY2Vfc3RlcHMYAiABKA0SEAoDZXRhGAMgASgBSACIAQESGwoOZ3VpZGFuY2Vfc2NhbGUYBCABKAFIAYgBARIlCglyZWR1Y3Rpb24YBSABKA4yEi5yZHBvLnYxLlJlZHVjdGlvbkIGCgRfZXRhQhEKD19ndWlkYW5jZV9zY2FsZSJxCgxDb25kaXRpb25pbmcSDwoHcHJvbXB0cxgBIAMoCRImCg1wcm9tcHRfZW1iZWRzGAIgASgLMg8ucmRwby52MS5UZW5zb3ISKAoPbmVnYXRpdmVfZW1iZWRzGAMgASgLMg8ucmRwby52MS5UZW5zb3IiEAoOR2V0SW5mb1JlcXVlc3QirwQKD0dldEluZm9SZXNwb25zZRISCgptb2RlbF9uYW1lGAEgASgJEhgKEHVuZXRfY29uZmlnX2pzb24YAiABKAkSIAoYdGV4dF9lbmNvZGVyX2NvbmZpZ19qc29uGAMgASgJEhcKD3ZhZV9jb25maWdfanNvbhgEIAEoCRIUCgxsYXRlbnRfc2hhcGUYBSADKAMSEwoLaW1hZ2Vfd2lkdGgYBiABKA0SFAoMaW1hZ2VfaGVpZ2h0GAcgASgNEg8KB2JhY2tlbmQYCCABKAkSIAoEcm9sZRgJIAEoDjISLnJkcG8udjEuTW9kZWxSb2xlEhcKD2Jhc2VfcGFyYW1ldGVycxgKIAEoBBIaChJhZGFwdGVyX3BhcmFtZXRlcnMYCyABKAQSEQoJbG9yYV9yYW5rGAwgASgNEhIKCmxvcmFfYWxwaGEYDSABKAESGwoTbG9yYV90YXJnZXRfbW9kdWxlcxgOIAMoCRIWCg5vcHRpbWl6ZXJfc3RlcBgPIAEoBBIYChBhZGFwdGVyX2NoZWNrc3VtGBAgASgJEhQKDG1lbW9yeV9ieXRlcxgRIAEoBBIUCgx0ZW5zb3JfY291bnQYEiABKAQSEwoLaW5zdGFuY2VfaWQYEyABKAkSGwoTbWF4X3NlcXVlbmNlX2xlbmd0aBgUIAEoDRIbChNudW1fdHJhaW5fdGltZXN0ZXBzGBUgASgNEhkKEXNhbXBsZV9sZWFkX3N0ZXBzGBYgASgIIicKFEVuY29kZVByb21wdHNSZXF1ZXN0Eg8KB3Byb21wdHMYASADKAkiYwoVRW5jb2RlUHJvbXB0c1Jlc3BvbnNlEiYKDXByb21wdF9lbWJlZHMYASABKAsyDy5yZHBvLnYxLlRlbnNvchIiCglpbnB1dF9pZHMYAiABKAsyDy5yZHBvLnYxLlRlbnNvciKxAwoXU2FtcGxlQ2FuZGlkYXRlc1JlcXVlc3QSKwoMY29uZGl0aW9uaW5nGAEgASgLMhUucmRwby52MS5Db25kaXRpb25pbmcSIAoHbGF0ZW50cxgCIAEoCzIPLnJkcG8udjEuVGVuc29yEhIKCnN0ZXBfaW5kZXgYAyABKA0SIQoEc3RlcBgEIAEoCzITLnJkcG8udjEuU3RlcENvbmZpZxIWCg5udW1fY2FuZGlkYXRlcxgFIAEoDRIeCgVub2lzZRgGIAEoCzIPLnJkcG8udjEuUm5nS2V5EioKEXBhcmVudF9ub2lzZV9wcmVkGAcgASgLMg8ucmRwby52MS5UZW5zb3ISHwoXcHJlZGljdF9jYW5kaWRhdGVfbm9pc2UYCCABKAgSGQoRZGVjb2RlX2NhbmRpZGF0ZXMYCSABKAgSFQoNZGVjb2RlX3BhcmVudBgKIAEoCBIgCgRyb2xlGAsgASgOMhIucmRwby52MS5Nb2RlbFJvbGUSEgoKbGVhZF9zdGVwcxgMIAEoDRIjCgpsZWFkX25vaXNlGA0gASgLMg8ucmRwby52MS5SbmdLZXkitwMKGFNhbXBsZUNhbmRpZGF0ZXNSZXNwb25zZRIjCgpjYW5kaWRhdGVzGAEgASgLMg8ucmRwby52MS5UZW5zb3ISIgoJbG9nX3Byb2JzGAIgASgLMg8ucmRwby52MS5UZW5zb3ISLQoUY2FuZGlkYXRlX25vaXNlX3ByZWQYAyABKAsyDy5yZHBvLnYxLlRlbnNvchIoChBjYW5kaWRhdGVfaW1hZ2VzGAQgAygLMg4ucmRwby52MS5JbWFnZRIlCg1wYXJlbnRfaW1hZ2VzGAUgAygLMg4ucmRwby52MS5JbWFnZRIqChFwYXJlbnRfbm9pc2VfcHJlZBgGIAEoCzIPLnJkcG8udjEuVGVuc29yEhAKCHRpbWVzdGVwGAcgASgDEhUKDXByZXZfdGltZXN0ZXAYCCABKAMSDQoFc2lnbWEYCSABKAESEwoLaW5zdGFuY2VfaWQYCiABKAkSFgoOb3B0aW1pemVyX3N0ZXAYCyABKAQSGAoQYWRhcHRlcl9jaGVja3N1bRgMIAEoCRInCg5wYXJlbnRfbGF0ZW50cxgNIAEoCzIPLnJkcG8udjEuVGVuc29yIskBChNQcmVkaWN0Tm9pc2VSZXF1ZXN0EisKDGNvbmRpdGlvbmluZxgBIAEoCzIVLnJkcG8udjEuQ29uZGl0aW9uaW5nEiAKB2xhdGVudHMYAiABKAsyDy5yZHBvLnYxLlRlbnNvchIRCgl0aW1lc3RlcHMYAyADKAMSGwoOZ3VpZGFuY2Vfc2NhbGUYBCABKAFIAIgBARIgCgRyb2xlGAUgASgOMhIucmRwby52MS5Nb2RlbFJvbGVCEQoPX2d1aWRhbmNlX3NjYWxlIjsKFFByZWRpY3ROb2lzZVJlc3BvbnNlEiMKCm5vaXNlX3ByZWQYASABKAsyDy5yZHBvLnYxLlRlbnNvciJICg1EZWNvZGVSZXF1ZXN0EiAKB2xhdGVudHMYASABKAsyDy5yZHBvLnYxLlRlbnNvchIVCg1yZXR1cm5fdGVuc29yGAIgASgIIlEKDkRlY29kZVJlc3BvbnNlEh4KBmltYWdlcxgBIAMoCzIOLnJkcG8udjEuSW1hZ2USHwoGcGl4ZWxzGAIgASgLMg8ucmRwby52MS5UZW5zb3IiNQoTRW5jb2RlSW1hZ2VzUmVxdWVzdBIeCgZpbWFnZXMYASADKAsyDi5yZHBvLnYxLkltYWdlIjgKFEVuY29kZUltYWdlc1Jlc3BvbnNlEiAKB2xhdGVudHMYASABKAsyDy5yZHBvLnYxLlRlbnNvciLlAQoPR2VuZXJhdGVSZXF1ZXN0EisKDGNvbmRpdGlvbmluZxgBIAEoCzIVLnJkcG8udjEuQ29uZGl0aW9uaW5nEiEKBHN0ZXAYAiABKAsyEy5yZHBvLnYxLlN0ZXBDb25maWcSHgoFbm9pc2UYAyABKAsyDy5yZHBvLnYxLlJuZ0tleRIoCg9pbml0aWFsX2xhdGVudHMYBCABKAsyDy5yZHBvLnYxLlRlbnNvchIgCgRyb2xlGAUgASgOMhIucmRwby52MS5Nb2RlbFJvbGUSFgoOcmV0dXJuX2xhdGVudHMYBiABKAgiVAoQR2VuZXJhdGVSZXNwb25zZRIeCgZpbWFnZXMYASADKAsyDi5yZHBvLnYxLkltYWdlEiAKB2xhdGVudHMYAiABKAsyDy5yZHBvLnYxLlRlbnNvciLIAQoLVHJhbnNpdGlvbnMSKwoMY29uZGl0aW9uaW5nGAEgASgLMhUucmRwby52MS5Db25kaXRpb25pbmcSIAoHbGF0ZW50cxgCIAEoCzIPLnJkcG8udjEuVGVuc29yEiUKDG5leHRfbGF0ZW50cxgDIAEoCzIPLnJkcG8udjEuVGVuc29yEhQKDHN0ZXBfaW5kaWNlcxgEIAMoDRItChRyZWZlcmVuY2Vfbm9pc2VfcHJlZBgFIAEoCzIPLnJkcG8udjEuVGVuc29yImAKEExvZ1JhdGlvc1JlcXVlc3QSKQoLdHJhbnNpdGlvbnMYASABKAsyFC5yZHBvLnYxLlRyYW5zaXRpb25zEiEKBHN0ZXAYAiABKAsyEy5yZHBvLnYxLlN0ZXBDb25maWcikQEKEUxvZ1JhdGlvc1Jlc3BvbnNlEiMKCmxvZ19yYXRpb3MYASABKAsyDy5yZHBvLnYxLlRlbnNvchIpChBwb2xpY3lfbG9nX3Byb2JzGAIgASgLMg8ucmRwby52MS5UZW5zb3ISLAoTcmVmZXJlbmNlX2xvZ19wcm9icxgDIAEoCzIPLnJkcG8udjEuVGVuc29yImAKCkxvc3NDb25maWcSHwoEa2luZBgBIAEoDjIRLnJkcG8udjEuTG9zc0tpbmQSDAoEYmV0YRgCIAEoARIOCgZsYW1iZGEYAyABKAESEwoLcmF0aW9fY2xhbXAYBCABKAEihAEKD09wdGltaXplckNvbmZpZxIVCg1sZWFybmluZ19yYXRlGAEgASgBEg0KBWJldGExGAIgASgBEg0KBWJldGEyGAMgASgBEg8KB2Vwc2lsb24YBCABKAESFAoMd2VpZ2h0X2RlY2F5GAUgASgBEhUKDW1heF9ncmFkX25vcm0YBiABKAEi4gIKEFRyYWluU3RlcFJlcXVlc3QSJQoHd2lubmVycxgBIAEoCzIULnJkcG8udjEuVHJhbnNpdGlvbnMSJAoGbG9zZXJzGAIgASgLMhQucmRwby52MS5UcmFuc2l0aW9ucxIhCgRzdGVwGAMgASgLMhMucmRwby52MS5TdGVwQ29uZmlnEiEKBGxvc3MYBCABKAsyEy5yZHBvLnYxLkxvc3NDb25maWcSKwoJb3B0aW1pemVyGAUgASgLMhgucmRwby52MS5PcHRpbWl6ZXJDb25maWcSJAoXZXhwZWN0ZWRfb3B0aW1pemVyX3N0ZXAYBiABKARIAIgBARISCgpyZXF1ZXN0X2lkGAcgASgJEhgKEHJldHVybl9ncmFkaWVudHMYCCABKAgSHgoFbm9pc2UYCSABKAsyDy5yZHBvLnYxLlJuZ0tleUIaChhfZXhwZWN0ZWRfb3B0aW1pemVyX3N0ZXAiXwoLUGFpck1ldHJpY3MSGAoQbG9nX3JhdGlvX3dpbm5lchgBIAEoARIXCg9sb2dfcmF0aW9fbG9zZXIYAiABKAESDAoEbG9zcxgDIAEoARIPCgdjb3JyZWN0GAQgASgIIpgCChFUcmFpblN0ZXBSZXNwb25zZRIMCgRsb3NzGAEgASgBEh0KFW1lYW5fbG9nX3JhdGlvX3dpbm5lchgCIAEoARIcChRtZWFuX2xvZ19yYXRpb19sb3NlchgDIAEoARIQCghhY2N1cmFjeRgEIAEoARIRCglncmFkX25vcm0YBSABKAESFgoOb3B0aW1pemVyX3N0ZXAYBiABKAQSIwoFcGFpcnMYByADKAsyFC5yZHBvLnYxLlBhaXJNZXRyaWNzEicKCWdyYWRpZW50cxgIIAMoCzIULnJkcG8udjEuTmFtZWRUZW5zb3ISGAoQYWRhcHRlcl9jaGVja3N1bRgJIAEoCRITCgtpbnN0YW5jZV9pZBgKIAEoCSLDAQoVQXBwbHlHcmFkaWVudHNSZXF1ZXN0EicKCWdyYWRpZW50cxgBIAMoCzIULnJkcG8udjEuTmFtZWRUZW5zb3ISKwoJb3B0aW1pemVyGAIgASgLMhgucmRwby52MS5PcHRpbWl6ZXJDb25maWcSJAoXZXhwZWN0ZWRfb3B0aW1pemVyX3N0ZXAYAyABKARIAIgBARISCgpyZXF1ZXN0X2lkGAQgASgJQhoKGF9leHBlY3RlZF9vcHRpbWl6ZXJfc3RlcCJdChZBcHBseUdyYWRpZW50c1Jlc3BvbnNlEhYKDm9wdGltaXplcl9zdGVwGAEgASgEEhgKEGFkYXB0ZXJfY2hlY2tzdW0YAiABKAkSEQoJZ3JhZF9ub3JtGAMgASgBIjQKEUdldEFkYXB0ZXJSZXF1ZXN0Eh8KF2luY2x1ZGVfb3B0aW1pemVyX3N0YXRlGAEgASgIIsMBCgxBZGFwdGVyU3RhdGUSJQoHd2VpZ2h0cxgBIAMoCzIULnJkcG8udjEuTmFtZWRUZW5zb3ISDAoEcmFuaxgCIAEoDRINCgVhbHBoYRgDIAEoARIWCg50YXJnZXRfbW9kdWxlcxgEIAMoCRItCg9vcHRpbWl6ZXJfc3RhdGUYBSADKAsyFC5yZHBvLnYxLk5hbWVkVGVuc29yEhYKDm9wdGltaXplcl9zdGVwGAYgASgEEhAKCGNoZWNrc3VtGAcgASgJIjwKEkdldEFkYXB0ZXJSZXNwb25zZRImCgdhZGFwdGVyGAEgASgLMhUucmRwby52MS5BZGFwdGVyU3RhdGUidQoSTG9hZEFkYXB0ZXJSZXF1ZXN0EigKB2FkYXB0ZXIYASABKAsyFS5yZHBvLnYxLkFkYXB0ZXJTdGF0ZUgAEg4KBHBhdGgYAiABKAlIABINCgVyZXNldBgDIAEoCBIMCgRzZWVkGAQgASgEQggKBnNvdXJjZSI/ChNMb2FkQWRhcHRlclJlc3BvbnNlEhAKCGNoZWNrc3VtGAEgASgJEhYKDm9wdGltaXplcl9zdGVwGAIgASgEIiIKElNhdmVBZGFwdGVyUmVxdWVzdBIMCgRwYXRoGAEgASgJIkQKE1NhdmVBZGFwdGVyUmVzcG9uc2USDAoEcGF0aBgBIAEoCRINCgVieXRlcxgCIAEoBBIQCghjaGVja3N1bRgDIAEoCSLmBgobUG9saWN5U2VydmljZVNlc3Npb25SZXF1ZXN0Eg8KB2NhbGxfaWQYASABKAQSKwoIZ2V0X2luZm8YAiABKAsyFy5yZHBvLnYxLkdldEluZm9SZXF1ZXN0SAASNwoOZW5jb2RlX3Byb21wdHMYAyABKAsyHS5yZHBvLnYxLkVuY29kZVByb21wdHNSZXF1ZXN0SAASPQoRc2FtcGxlX2NhbmRpZGF0ZXMYBCABKAsyIC5yZHBvLnYxLlNhbXBsZUNhbmRpZGF0ZXNSZXF1ZXN0SAASNQoNcHJlZGljdF9ub2lzZRgFIAEoCzIcLnJkcG8udjEuUHJlZGljdE5vaXNlUmVxdWVzdEgAEigKBmRlY29kZRgGIAEoCzIWLnJkcG8udjEuRGVjb2RlUmVxdWVzdEgAEjUKDWVuY29kZV9pbWFnZXMYByABKAsyHC5yZHBvLnYxLkVuY29kZUltYWdlc1JlcXVlc3RIABIsCghnZW5lcmF0ZRgIIAEoCzIYLnJkcG8udjEuR2VuZXJhdGVSZXF1ZXN0SAASLwoKbG9nX3JhdGlvcxgJIAEoCzIZLnJkcG8udjEuTG9nUmF0aW9zUmVxdWVzdEgAEi8KCnRyYWluX3N0ZXAYCiABKAsyGS5yZHBvLnYxLlRyYWluU3RlcFJlcXVlc3RIABI5Cg9hcHBseV9ncmFkaWVudHMYCyABKAsyHi5yZHBvLnYxLkFwcGx5R3JhZGllbnRzUmVxdWVzdEgAEjEKC2dldF9hZGFwdGVyGAwgASgLMhoucmRwby52MS5HZXRBZGFwdGVyUmVxdWVzdEgAEjMKDGxvYWRfYWRhcHRlchgNIAEoCzIbLnJkcG8udjEuTG9hZEFkYXB0ZXJSZXF1ZXN0SAASMwoMc2F2ZV9hZGFwdGVyGA4gASgLMhsucmRwby52MS5TYXZlQWRhcHRlclJlcXVlc3RIABJECghtZXRhZGF0YRgoIAMoCzIyLnJkcG8udjEuUG9saWN5U2VydmljZVNlc3Npb25SZXF1ZXN0Lk1ldGFkYXRhRW50cnkSEgoKdGltZW91dF9tcxgpIAEoDRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCBgoEY2FsbCK9BgocUG9saWN5U2VydmljZVNlc3Npb25SZXNwb25zZRIPCgdjYWxsX2lkGAEgASgEEiwKCGdldF9pbmZvGAIgASgLMhgucmRwby52MS5HZXRJbmZvUmVzcG9uc2VIABI4Cg5lbmNvZGVfcHJvbXB0cxgDIAEoCzIeLnJkcG8udjEuRW5jb2RlUHJvbXB0c1Jlc3BvbnNlSAASPgoRc2FtcGxlX2NhbmRpZGF0ZXMYBCABKAsyIS5yZHBvLnYxLlNhbXBsZUNhbmRpZGF0ZXNSZXNwb25zZUgAEjYKDXByZWRpY3Rfbm9pc2UYBSABKAsyHS5yZHBvLnYxLlByZWRpY3ROb2lzZVJlc3BvbnNlSAASKQoGZGVjb2RlGAYgASgLMhcucmRwby52MS5EZWNvZGVSZXNwb25zZUgAEjYKDWVuY29kZV9pbWFnZXMYByABKAsyHS5yZHBvLnYxLkVuY29kZUltYWdlc1Jlc3BvbnNlSAASLQoIZ2VuZXJhdGUYCCABKAsyGS5yZHBvLnYxLkdlbmVyYXRlUmVzcG9uc2VIABIwCgpsb2dfcmF0aW9zGAkgASgLMhoucmRwby52MS5Mb2dSYXRpb3NSZXNwb25zZUgAEjAKCnRyYWluX3N0ZXAYCiABKAsyGi5yZHBvLnYxLlRyYWluU3RlcFJlc3BvbnNlSAASOgoPYXBwbHlfZ3JhZGllbnRzGAsgASgLMh8ucmRwby52MS5BcHBseUdyYWRpZW50c1Jlc3BvbnNlSAASMgoLZ2V0X2FkYXB0ZXIYDCABKAsyGy5yZHBvLnYxLkdldEFkYXB0ZXJSZXNwb25zZUgAEjQKDGxvYWRfYWRhcHRlchgNIAEoCzIcLnJkcG8udjEuTG9hZEFkYXB0ZXJSZXNwb25zZUgAEjQKDHNhdmVfYWRhcHRlchgOIAEoCzIcLnJkcG8udjEuU2F2ZUFkYXB0ZXJSZXNwb25zZUgAEiYKBWVycm9yGCcgASgLMhUucmRwby52MS5TZXNzaW9uRXJyb3JIABIRCglzZXJ2ZXJfbXMYKCABKAESFQoNc2VydmVyX3ByZV9tcxgpIAEoAUIICgZyZXN1bHQqWAoJTW9kZWxSb2xlEhoKFk1PREVMX1JPTEVfVU5TUEVDSUZJRUQQABIVChFNT0RFTF9ST0xFX1BPTElDWRABEhgKFE1PREVMX1JPTEVfUkVGRVJFTkNFEAIqRgoHU2FtcGxlchIXChNTQU1QTEVSX1VOU1BFQ0lGSUVEEAASEAoMU0FNUExFUl9ERElNEAESEAoMU0FNUExFUl9ERFBNEAIqTQoJUmVkdWN0aW9uEhkKFVJFRFVDVElPTl9VTlNQRUNJRklFRBAAEhIKDlJFRFVDVElPTl9NRUFOEAESEQoNUkVEVUNUSU9OX1NVTRACKmkKCExvc3NLaW5kEhkKFUxPU1NfS0lORF9VTlNQRUNJRklFRBAAEhEKDUxPU1NfS0lORF9EUE8QARISCg5MT1NTX0tJTkRfUkRQTxACEhsKF0xPU1NfS0lORF9ESUZGVVNJT05fRFBPEAMynggKDVBvbGljeVNlcnZpY2USPAoHR2V0SW5mbxIXLnJkcG8udjEuR2V0SW5mb1JlcXVlc3QaGC5yZHBvLnYxLkdldEluZm9SZXNwb25zZRJOCg1FbmNvZGVQcm9tcHRzEh0ucmRwby52MS5FbmNvZGVQcm9tcHRzUmVxdWVzdBoeLnJkcG8udjEuRW5jb2RlUHJvbXB0c1Jlc3BvbnNlElcKEFNhbXBsZUNhbmRpZGF0ZXMSIC5yZHBvLnYxLlNhbXBsZUNhbmRpZGF0ZXNSZXF1ZXN0GiEucmRwby52MS5TYW1wbGVDYW5kaWRhdGVzUmVzcG9uc2USSwoMUHJlZGljdE5vaXNlEhwucmRwby52MS5QcmVkaWN0Tm9pc2VSZXF1ZXN0Gh0ucmRwby52MS5QcmVkaWN0Tm9pc2VSZXNwb25zZRI5CgZEZWNvZGUSFi5yZHBvLnYxLkRlY29kZVJlcXVlc3QaFy5yZHBvLnYxLkRlY29kZVJlc3BvbnNlEksKDEVuY29kZUltYWdlcxIcLnJkcG8udjEuRW5jb2RlSW1hZ2VzUmVxdWVzdBodLnJkcG8udjEuRW5jb2RlSW1hZ2VzUmVzcG9uc2USPwoIR2VuZXJhdGUSGC5yZHBvLnYxLkdlbmVyYXRlUmVxdWVzdBoZLnJkcG8udjEuR2VuZXJhdGVSZXNwb25zZRJCCglMb2dSYXRpb3MSGS5yZHBvLnYxLkxvZ1JhdGlvc1JlcXVlc3QaGi5yZHBvLnYxLkxvZ1JhdGlvc1Jlc3BvbnNlEkIKCVRyYWluU3RlcBIZLnJkcG8udjEuVHJhaW5TdGVwUmVxdWVzdBoaLnJkcG8udjEuVHJhaW5TdGVwUmVzcG9uc2USUQoOQXBwbHlHcmFkaWVudHMSHi5yZHBvLnYxLkFwcGx5R3JhZGllbnRzUmVxdWVzdBofLnJkcG8udjEuQXBwbHlHcmFkaWVudHNSZXNwb25zZRJFCgpHZXRBZGFwdGVyEhoucmRwby52MS5HZXRBZGFwdGVyUmVxdWVzdBobLnJkcG8udjEuR2V0QWRhcHRlclJlc3BvbnNlEkgKC0xvYWRBZGFwdGVyEhsucmRwby52MS5Mb2FkQWRhcHRlclJlcXVlc3QaHC5yZHBvLnYxLkxvYWRBZGFwdGVyUmVzcG9uc2USSAoLU2F2ZUFkYXB0ZXISGy5yZHBvLnYxLlNhdmVBZGFwdGVyUmVxdWVzdBocLnJkcG8udjEuU2F2ZUFkYXB0ZXJSZXNwb25zZRJaCgdTZXNzaW9uEiQucmRwby52MS5Qb2xpY3lTZXJ2aWNlU2Vzc2lvblJlcXVlc3QaJS5yZHBvLnYxLlBvbGljeVNlcnZpY2VTZXNzaW9uUmVzcG9uc2UoATABYgZwcm90bzM", [file_rdpo_v1_session, file_rdpo_v1_tensor]);
 
 /**
  * How to step: shared by sampling, log-ratios and training so they agree on the Gaussian.
@@ -1305,6 +1307,244 @@ export const SaveAdapterResponseSchema: GenMessage<SaveAdapterResponse> = /*@__P
   messageDesc(file_rdpo_v1_policy, 32);
 
 /**
+ * One call on PolicyService.Session: `call` names the method (field name = the method's name).
+ *
+ * @generated from message rdpo.v1.PolicyServiceSessionRequest
+ */
+export type PolicyServiceSessionRequest = Message<"rdpo.v1.PolicyServiceSessionRequest"> & {
+  /**
+   * Chosen by the client, unique among its calls in flight on the stream, never 0.
+   *
+   * @generated from field: uint64 call_id = 1;
+   */
+  callId: bigint;
+
+  /**
+   * @generated from oneof rdpo.v1.PolicyServiceSessionRequest.call
+   */
+  call: {
+    /**
+     * @generated from field: rdpo.v1.GetInfoRequest get_info = 2;
+     */
+    value: GetInfoRequest;
+    case: "getInfo";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.EncodePromptsRequest encode_prompts = 3;
+     */
+    value: EncodePromptsRequest;
+    case: "encodePrompts";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.SampleCandidatesRequest sample_candidates = 4;
+     */
+    value: SampleCandidatesRequest;
+    case: "sampleCandidates";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.PredictNoiseRequest predict_noise = 5;
+     */
+    value: PredictNoiseRequest;
+    case: "predictNoise";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.DecodeRequest decode = 6;
+     */
+    value: DecodeRequest;
+    case: "decode";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.EncodeImagesRequest encode_images = 7;
+     */
+    value: EncodeImagesRequest;
+    case: "encodeImages";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.GenerateRequest generate = 8;
+     */
+    value: GenerateRequest;
+    case: "generate";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.LogRatiosRequest log_ratios = 9;
+     */
+    value: LogRatiosRequest;
+    case: "logRatios";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.TrainStepRequest train_step = 10;
+     */
+    value: TrainStepRequest;
+    case: "trainStep";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.ApplyGradientsRequest apply_gradients = 11;
+     */
+    value: ApplyGradientsRequest;
+    case: "applyGradients";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.GetAdapterRequest get_adapter = 12;
+     */
+    value: GetAdapterRequest;
+    case: "getAdapter";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.LoadAdapterRequest load_adapter = 13;
+     */
+    value: LoadAdapterRequest;
+    case: "loadAdapter";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.SaveAdapterRequest save_adapter = 14;
+     */
+    value: SaveAdapterRequest;
+    case: "saveAdapter";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Per-call metadata the unary call would carry as headers (traceparent, tracestate, baggage).
+   *
+   * @generated from field: map<string, string> metadata = 40;
+   */
+  metadata: { [key: string]: string };
+
+  /**
+   * The call's deadline relative to its arrival; 0 = none.
+   *
+   * @generated from field: uint32 timeout_ms = 41;
+   */
+  timeoutMs: number;
+};
+
+/**
+ * Describes the message rdpo.v1.PolicyServiceSessionRequest.
+ * Use `create(PolicyServiceSessionRequestSchema)` to create a new message.
+ */
+export const PolicyServiceSessionRequestSchema: GenMessage<PolicyServiceSessionRequest> = /*@__PURE__*/
+  messageDesc(file_rdpo_v1_policy, 33);
+
+/**
+ * The answer to the call with the same call_id (in completion order, not request order).
+ *
+ * @generated from message rdpo.v1.PolicyServiceSessionResponse
+ */
+export type PolicyServiceSessionResponse = Message<"rdpo.v1.PolicyServiceSessionResponse"> & {
+  /**
+   * @generated from field: uint64 call_id = 1;
+   */
+  callId: bigint;
+
+  /**
+   * @generated from oneof rdpo.v1.PolicyServiceSessionResponse.result
+   */
+  result: {
+    /**
+     * @generated from field: rdpo.v1.GetInfoResponse get_info = 2;
+     */
+    value: GetInfoResponse;
+    case: "getInfo";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.EncodePromptsResponse encode_prompts = 3;
+     */
+    value: EncodePromptsResponse;
+    case: "encodePrompts";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.SampleCandidatesResponse sample_candidates = 4;
+     */
+    value: SampleCandidatesResponse;
+    case: "sampleCandidates";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.PredictNoiseResponse predict_noise = 5;
+     */
+    value: PredictNoiseResponse;
+    case: "predictNoise";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.DecodeResponse decode = 6;
+     */
+    value: DecodeResponse;
+    case: "decode";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.EncodeImagesResponse encode_images = 7;
+     */
+    value: EncodeImagesResponse;
+    case: "encodeImages";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.GenerateResponse generate = 8;
+     */
+    value: GenerateResponse;
+    case: "generate";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.LogRatiosResponse log_ratios = 9;
+     */
+    value: LogRatiosResponse;
+    case: "logRatios";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.TrainStepResponse train_step = 10;
+     */
+    value: TrainStepResponse;
+    case: "trainStep";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.ApplyGradientsResponse apply_gradients = 11;
+     */
+    value: ApplyGradientsResponse;
+    case: "applyGradients";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.GetAdapterResponse get_adapter = 12;
+     */
+    value: GetAdapterResponse;
+    case: "getAdapter";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.LoadAdapterResponse load_adapter = 13;
+     */
+    value: LoadAdapterResponse;
+    case: "loadAdapter";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.SaveAdapterResponse save_adapter = 14;
+     */
+    value: SaveAdapterResponse;
+    case: "saveAdapter";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.SessionError error = 39;
+     */
+    value: SessionError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * What the unary call's rdpo-server-ms / rdpo-server-pre-ms trailers carry (lib/rpc/server.ts).
+   *
+   * @generated from field: double server_ms = 40;
+   */
+  serverMs: number;
+
+  /**
+   * @generated from field: double server_pre_ms = 41;
+   */
+  serverPreMs: number;
+};
+
+/**
+ * Describes the message rdpo.v1.PolicyServiceSessionResponse.
+ * Use `create(PolicyServiceSessionResponseSchema)` to create a new message.
+ */
+export const PolicyServiceSessionResponseSchema: GenMessage<PolicyServiceSessionResponse> = /*@__PURE__*/
+  messageDesc(file_rdpo_v1_policy, 34);
+
+/**
  * @generated from enum rdpo.v1.ModelRole
  */
 export enum ModelRole {
@@ -1556,6 +1796,18 @@ export const PolicyService: GenService<{
     methodKind: "unary";
     input: typeof SaveAdapterRequestSchema;
     output: typeof SaveAdapterResponseSchema;
+  },
+  /**
+   * The unary calls above as messages on one long-lived stream (lib/rpc/session.ts): one HTTP/2
+   * stream per client instead of one per call (issue 21, the step's wire cost). Each message goes
+   * through the same auth, limits and telemetry as the unary call it stands for.
+   *
+   * @generated from rpc rdpo.v1.PolicyService.Session
+   */
+  session: {
+    methodKind: "bidi_streaming";
+    input: typeof PolicyServiceSessionRequestSchema;
+    output: typeof PolicyServiceSessionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_rdpo_v1_policy, 0);

@@ -4,6 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { SessionError } from "./session_pb.ts";
+import { file_rdpo_v1_session } from "./session_pb.ts";
 import type { Image } from "./tensor_pb.ts";
 import { file_rdpo_v1_tensor } from "./tensor_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file rdpo/v1/reward.proto.
  */
 export const file_rdpo_v1_reward: GenFile = /*@__PURE__*/
-  fileDesc("ChRyZHBvL3YxL3Jld2FyZC5wcm90bxIHcmRwby52MSJPCgxTY29yZVJlcXVlc3QSDgoGc2NvcmVyGAEgASgJEh4KBmltYWdlcxgCIAMoCzIOLnJkcG8udjEuSW1hZ2USDwoHcHJvbXB0cxgDIAMoCSKBAQoNU2NvcmVSZXNwb25zZRIOCgZzY29yZXMYASADKAESEwoLc2NvcmVyX25hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIQCghxdWV1ZV9tcxgEIAEoARIUCgxpbmZlcmVuY2VfbXMYBSABKAESEgoKYmF0Y2hfc2l6ZRgGIAEoDSI/Cg5CYXRjaGluZ0NvbmZpZxIRCgltYXhfYmF0Y2gYASABKA0SGgoSbWF4X3F1ZXVlX2RlbGF5X21zGAIgASgBIooBChFMb2FkU2NvcmVyUmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSDgoGYnVuZGxlGAMgASgJEgwKBGtpbmQYBCABKAkSKQoIYmF0Y2hpbmcYBSABKAsyFy5yZHBvLnYxLkJhdGNoaW5nQ29uZmlnEg0KBWFsaWFzGAYgASgJIjkKEkxvYWRTY29yZXJSZXNwb25zZRIjCgZzY29yZXIYASABKAsyEy5yZHBvLnYxLlNjb3JlckluZm8iTgoTVW5sb2FkU2NvcmVyUmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSGAoQZHJhaW5fdGltZW91dF9tcxgDIAEoDSIwChRVbmxvYWRTY29yZXJSZXNwb25zZRIYChBkcmFpbmVkX3JlcXVlc3RzGAEgASgNIj8KD1NldEFsaWFzUmVxdWVzdBINCgVhbGlhcxgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAkiJAoQU2V0QWxpYXNSZXNwb25zZRIQCghwcmV2aW91cxgBIAEoCSIUChJMaXN0U2NvcmVyc1JlcXVlc3QipwEKE0xpc3RTY29yZXJzUmVzcG9uc2USJAoHc2NvcmVycxgBIAMoCzITLnJkcG8udjEuU2NvcmVySW5mbxI6CgdhbGlhc2VzGAIgAygLMikucmRwby52MS5MaXN0U2NvcmVyc1Jlc3BvbnNlLkFsaWFzZXNFbnRyeRouCgxBbGlhc2VzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLKAgoKU2NvcmVySW5mbxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSDAoEa2luZBgDIAEoCRIjCgVzdGF0ZRgEIAEoDjIULnJkcG8udjEuU2NvcmVyU3RhdGUSFAoMbG9hZGVkX2F0X21zGAUgASgDEhUKDXJlcXVlc3RfY291bnQYBiABKAQSEwoLaW1hZ2VfY291bnQYByABKAQSEwoLZXJyb3JfY291bnQYCCABKAQSFwoPbWVhbl9sYXRlbmN5X21zGAkgASgBEhYKDnA5OV9sYXRlbmN5X21zGAogASgBEhEKCWluX2ZsaWdodBgLIAEoDRIpCghiYXRjaGluZxgMIAEoCzIXLnJkcG8udjEuQmF0Y2hpbmdDb25maWcSFQoNbmVlZHNfcHJvbXB0cxgNIAEoCBINCgVlcnJvchgOIAEoCSqRAQoLU2NvcmVyU3RhdGUSHAoYU0NPUkVSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUU0NPUkVSX1NUQVRFX0xPQURJTkcQARIWChJTQ09SRVJfU1RBVEVfUkVBRFkQAhIZChVTQ09SRVJfU1RBVEVfRFJBSU5JTkcQAxIXChNTQ09SRVJfU1RBVEVfRkFJTEVEEAQy5gIKDVJld2FyZFNlcnZpY2USNgoFU2NvcmUSFS5yZHBvLnYxLlNjb3JlUmVxdWVzdBoWLnJkcG8udjEuU2NvcmVSZXNwb25zZRJFCgpMb2FkU2NvcmVyEhoucmRwby52MS5Mb2FkU2NvcmVyUmVxdWVzdBobLnJkcG8udjEuTG9hZFNjb3JlclJlc3BvbnNlEksKDFVubG9hZFNjb3JlchIcLnJkcG8udjEuVW5sb2FkU2NvcmVyUmVxdWVzdBodLnJkcG8udjEuVW5sb2FkU2NvcmVyUmVzcG9uc2USPwoIU2V0QWxpYXMSGC5yZHBvLnYxLlNldEFsaWFzUmVxdWVzdBoZLnJkcG8udjEuU2V0QWxpYXNSZXNwb25zZRJICgtMaXN0U2NvcmVycxIbLnJkcG8udjEuTGlzdFNjb3JlcnNSZXF1ZXN0GhwucmRwby52MS5MaXN0U2NvcmVyc1Jlc3BvbnNlYgZwcm90bzM", [file_rdpo_v1_tensor]);
+  fileDesc("ChRyZHBvL3YxL3Jld2FyZC5wcm90bxIHcmRwby52MSJPCgxTY29yZVJlcXVlc3QSDgoGc2NvcmVyGAEgASgJEh4KBmltYWdlcxgCIAMoCzIOLnJkcG8udjEuSW1hZ2USDwoHcHJvbXB0cxgDIAMoCSKBAQoNU2NvcmVSZXNwb25zZRIOCgZzY29yZXMYASADKAESEwoLc2NvcmVyX25hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIQCghxdWV1ZV9tcxgEIAEoARIUCgxpbmZlcmVuY2VfbXMYBSABKAESEgoKYmF0Y2hfc2l6ZRgGIAEoDSI/Cg5CYXRjaGluZ0NvbmZpZxIRCgltYXhfYmF0Y2gYASABKA0SGgoSbWF4X3F1ZXVlX2RlbGF5X21zGAIgASgBIooBChFMb2FkU2NvcmVyUmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSDgoGYnVuZGxlGAMgASgJEgwKBGtpbmQYBCABKAkSKQoIYmF0Y2hpbmcYBSABKAsyFy5yZHBvLnYxLkJhdGNoaW5nQ29uZmlnEg0KBWFsaWFzGAYgASgJIjkKEkxvYWRTY29yZXJSZXNwb25zZRIjCgZzY29yZXIYASABKAsyEy5yZHBvLnYxLlNjb3JlckluZm8iTgoTVW5sb2FkU2NvcmVyUmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSGAoQZHJhaW5fdGltZW91dF9tcxgDIAEoDSIwChRVbmxvYWRTY29yZXJSZXNwb25zZRIYChBkcmFpbmVkX3JlcXVlc3RzGAEgASgNIj8KD1NldEFsaWFzUmVxdWVzdBINCgVhbGlhcxgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAkiJAoQU2V0QWxpYXNSZXNwb25zZRIQCghwcmV2aW91cxgBIAEoCSIUChJMaXN0U2NvcmVyc1JlcXVlc3QipwEKE0xpc3RTY29yZXJzUmVzcG9uc2USJAoHc2NvcmVycxgBIAMoCzITLnJkcG8udjEuU2NvcmVySW5mbxI6CgdhbGlhc2VzGAIgAygLMikucmRwby52MS5MaXN0U2NvcmVyc1Jlc3BvbnNlLkFsaWFzZXNFbnRyeRouCgxBbGlhc2VzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLKAgoKU2NvcmVySW5mbxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSDAoEa2luZBgDIAEoCRIjCgVzdGF0ZRgEIAEoDjIULnJkcG8udjEuU2NvcmVyU3RhdGUSFAoMbG9hZGVkX2F0X21zGAUgASgDEhUKDXJlcXVlc3RfY291bnQYBiABKAQSEwoLaW1hZ2VfY291bnQYByABKAQSEwoLZXJyb3JfY291bnQYCCABKAQSFwoPbWVhbl9sYXRlbmN5X21zGAkgASgBEhYKDnA5OV9sYXRlbmN5X21zGAogASgBEhEKCWluX2ZsaWdodBgLIAEoDRIpCghiYXRjaGluZxgMIAEoCzIXLnJkcG8udjEuQmF0Y2hpbmdDb25maWcSFQoNbmVlZHNfcHJvbXB0cxgNIAEoCBINCgVlcnJvchgOIAEoCSK3AwobUmV3YXJkU2VydmljZVNlc3Npb25SZXF1ZXN0Eg8KB2NhbGxfaWQYASABKAQSJgoFc2NvcmUYAiABKAsyFS5yZHBvLnYxLlNjb3JlUmVxdWVzdEgAEjEKC2xvYWRfc2NvcmVyGAMgASgLMhoucmRwby52MS5Mb2FkU2NvcmVyUmVxdWVzdEgAEjUKDXVubG9hZF9zY29yZXIYBCABKAsyHC5yZHBvLnYxLlVubG9hZFNjb3JlclJlcXVlc3RIABItCglzZXRfYWxpYXMYBSABKAsyGC5yZHBvLnYxLlNldEFsaWFzUmVxdWVzdEgAEjMKDGxpc3Rfc2NvcmVycxgGIAEoCzIbLnJkcG8udjEuTGlzdFNjb3JlcnNSZXF1ZXN0SAASRAoIbWV0YWRhdGEYKCADKAsyMi5yZHBvLnYxLlJld2FyZFNlcnZpY2VTZXNzaW9uUmVxdWVzdC5NZXRhZGF0YUVudHJ5EhIKCnRpbWVvdXRfbXMYKSABKA0aLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgYKBGNhbGwihgMKHFJld2FyZFNlcnZpY2VTZXNzaW9uUmVzcG9uc2USDwoHY2FsbF9pZBgBIAEoBBInCgVzY29yZRgCIAEoCzIWLnJkcG8udjEuU2NvcmVSZXNwb25zZUgAEjIKC2xvYWRfc2NvcmVyGAMgASgLMhsucmRwby52MS5Mb2FkU2NvcmVyUmVzcG9uc2VIABI2Cg11bmxvYWRfc2NvcmVyGAQgASgLMh0ucmRwby52MS5VbmxvYWRTY29yZXJSZXNwb25zZUgAEi4KCXNldF9hbGlhcxgFIAEoCzIZLnJkcG8udjEuU2V0QWxpYXNSZXNwb25zZUgAEjQKDGxpc3Rfc2NvcmVycxgGIAEoCzIcLnJkcG8udjEuTGlzdFNjb3JlcnNSZXNwb25zZUgAEiYKBWVycm9yGCcgASgLMhUucmRwby52MS5TZXNzaW9uRXJyb3JIABIRCglzZXJ2ZXJfbXMYKCABKAESFQoNc2VydmVyX3ByZV9tcxgpIAEoAUIICgZyZXN1bHQqkQEKC1Njb3JlclN0YXRlEhwKGFNDT1JFUl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFFNDT1JFUl9TVEFURV9MT0FESU5HEAESFgoSU0NPUkVSX1NUQVRFX1JFQURZEAISGQoVU0NPUkVSX1NUQVRFX0RSQUlOSU5HEAMSFwoTU0NPUkVSX1NUQVRFX0ZBSUxFRBAEMsIDCg1SZXdhcmRTZXJ2aWNlEjYKBVNjb3JlEhUucmRwby52MS5TY29yZVJlcXVlc3QaFi5yZHBvLnYxLlNjb3JlUmVzcG9uc2USRQoKTG9hZFNjb3JlchIaLnJkcG8udjEuTG9hZFNjb3JlclJlcXVlc3QaGy5yZHBvLnYxLkxvYWRTY29yZXJSZXNwb25zZRJLCgxVbmxvYWRTY29yZXISHC5yZHBvLnYxLlVubG9hZFNjb3JlclJlcXVlc3QaHS5yZHBvLnYxLlVubG9hZFNjb3JlclJlc3BvbnNlEj8KCFNldEFsaWFzEhgucmRwby52MS5TZXRBbGlhc1JlcXVlc3QaGS5yZHBvLnYxLlNldEFsaWFzUmVzcG9uc2USSAoLTGlzdFNjb3JlcnMSGy5yZHBvLnYxLkxpc3RTY29yZXJzUmVxdWVzdBocLnJkcG8udjEuTGlzdFNjb3JlcnNSZXNwb25zZRJaCgdTZXNzaW9uEiQucmRwby52MS5SZXdhcmRTZXJ2aWNlU2Vzc2lvblJlcXVlc3QaJS5yZHBvLnYxLlJld2FyZFNlcnZpY2VTZXNzaW9uUmVzcG9uc2UoATABYgZwcm90bzM", [file_rdpo_v1_session, file_rdpo_v1_tensor]);
 
 /**
  * @generated from message rdpo.v1.ScoreRequest
@@ -398,6 +400,148 @@ export const ScorerInfoSchema: GenMessage<ScorerInfo> = /*@__PURE__*/
   messageDesc(file_rdpo_v1_reward, 11);
 
 /**
+ * One call on RewardService.Session: `call` names the method (field name = the method's name).
+ *
+ * @generated from message rdpo.v1.RewardServiceSessionRequest
+ */
+export type RewardServiceSessionRequest = Message<"rdpo.v1.RewardServiceSessionRequest"> & {
+  /**
+   * Chosen by the client, unique among its calls in flight on the stream, never 0.
+   *
+   * @generated from field: uint64 call_id = 1;
+   */
+  callId: bigint;
+
+  /**
+   * @generated from oneof rdpo.v1.RewardServiceSessionRequest.call
+   */
+  call: {
+    /**
+     * @generated from field: rdpo.v1.ScoreRequest score = 2;
+     */
+    value: ScoreRequest;
+    case: "score";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.LoadScorerRequest load_scorer = 3;
+     */
+    value: LoadScorerRequest;
+    case: "loadScorer";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.UnloadScorerRequest unload_scorer = 4;
+     */
+    value: UnloadScorerRequest;
+    case: "unloadScorer";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.SetAliasRequest set_alias = 5;
+     */
+    value: SetAliasRequest;
+    case: "setAlias";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.ListScorersRequest list_scorers = 6;
+     */
+    value: ListScorersRequest;
+    case: "listScorers";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Per-call metadata the unary call would carry as headers (traceparent, tracestate, baggage).
+   *
+   * @generated from field: map<string, string> metadata = 40;
+   */
+  metadata: { [key: string]: string };
+
+  /**
+   * The call's deadline relative to its arrival; 0 = none.
+   *
+   * @generated from field: uint32 timeout_ms = 41;
+   */
+  timeoutMs: number;
+};
+
+/**
+ * Describes the message rdpo.v1.RewardServiceSessionRequest.
+ * Use `create(RewardServiceSessionRequestSchema)` to create a new message.
+ */
+export const RewardServiceSessionRequestSchema: GenMessage<RewardServiceSessionRequest> = /*@__PURE__*/
+  messageDesc(file_rdpo_v1_reward, 12);
+
+/**
+ * The answer to the call with the same call_id (in completion order, not request order).
+ *
+ * @generated from message rdpo.v1.RewardServiceSessionResponse
+ */
+export type RewardServiceSessionResponse = Message<"rdpo.v1.RewardServiceSessionResponse"> & {
+  /**
+   * @generated from field: uint64 call_id = 1;
+   */
+  callId: bigint;
+
+  /**
+   * @generated from oneof rdpo.v1.RewardServiceSessionResponse.result
+   */
+  result: {
+    /**
+     * @generated from field: rdpo.v1.ScoreResponse score = 2;
+     */
+    value: ScoreResponse;
+    case: "score";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.LoadScorerResponse load_scorer = 3;
+     */
+    value: LoadScorerResponse;
+    case: "loadScorer";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.UnloadScorerResponse unload_scorer = 4;
+     */
+    value: UnloadScorerResponse;
+    case: "unloadScorer";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.SetAliasResponse set_alias = 5;
+     */
+    value: SetAliasResponse;
+    case: "setAlias";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.ListScorersResponse list_scorers = 6;
+     */
+    value: ListScorersResponse;
+    case: "listScorers";
+  } | {
+    /**
+     * @generated from field: rdpo.v1.SessionError error = 39;
+     */
+    value: SessionError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * What the unary call's rdpo-server-ms / rdpo-server-pre-ms trailers carry (lib/rpc/server.ts).
+   *
+   * @generated from field: double server_ms = 40;
+   */
+  serverMs: number;
+
+  /**
+   * @generated from field: double server_pre_ms = 41;
+   */
+  serverPreMs: number;
+};
+
+/**
+ * Describes the message rdpo.v1.RewardServiceSessionResponse.
+ * Use `create(RewardServiceSessionResponseSchema)` to create a new message.
+ */
+export const RewardServiceSessionResponseSchema: GenMessage<RewardServiceSessionResponse> = /*@__PURE__*/
+  messageDesc(file_rdpo_v1_reward, 13);
+
+/**
  * @generated from enum rdpo.v1.ScorerState
  */
 export enum ScorerState {
@@ -488,6 +632,18 @@ export const RewardService: GenService<{
     methodKind: "unary";
     input: typeof ListScorersRequestSchema;
     output: typeof ListScorersResponseSchema;
+  },
+  /**
+   * The unary calls above as messages on one long-lived stream (lib/rpc/session.ts): one HTTP/2
+   * stream per client instead of one per call (issue 21, the step's wire cost). Each message goes
+   * through the same auth, limits and telemetry as the unary call it stands for.
+   *
+   * @generated from rpc rdpo.v1.RewardService.Session
+   */
+  session: {
+    methodKind: "bidi_streaming";
+    input: typeof RewardServiceSessionRequestSchema;
+    output: typeof RewardServiceSessionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_rdpo_v1_reward, 0);

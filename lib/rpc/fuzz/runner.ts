@@ -1,12 +1,15 @@
 /**
- * Sends hostile messages (hostile.ts) to every unary and server-streaming method of a service over
+ * Sends hostile messages (hostile.ts) to every unary and server-streaming method of a service, and
+ * as frames of its Session stream (session.ts: each frame's inner call is answered by a per-call
+ * error or result; an INTERNAL/UNKNOWN one is a finding like a unary call's), over
  * a plain grpc-js channel and tallies the status codes. INTERNAL and UNKNOWN are findings: every bad
  * input must get a status that names the field (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...).
  */
-import { type DescMethod, type DescService, toBinary } from "@bufbuild/protobuf";
+import { type DescMethod, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { wireMethod } from "../methods.ts";
+import { isSessionMethod } from "../session.ts";
 import { codeName } from "../status.ts";
 import { hostileMessage, type HostileOptions, Rng } from "./hostile.ts";
 
@@ -62,6 +65,29 @@ function callOnce(client: grpc.Client, method: DescMethod, body: Buffer, timeout
       });
       return;
     }
+    if (method.methodKind === "bidi_streaming") {
+      // A Session stream carrying the hostile frame: the worst per-call error answered on it
+      // counts when the stream itself ends OK.
+      const stream = client.makeBidiStreamRequest(path, raw, raw, new grpc.Metadata(), { deadline });
+      let inner: { code: number; details: string } | undefined;
+      stream.on("data", (bytes: Buffer) => {
+        const m = fromBinary(method.output, bytes) as unknown as {
+          result: { case: string | undefined; value?: { code: number; message: string } };
+        };
+        if (m.result.case === "error" && m.result.value && BAD.has(codeName(m.result.value.code))) {
+          inner = { code: m.result.value.code, details: m.result.value.message };
+        }
+      });
+      stream.on("error", () => {/* the status carries it */});
+      stream.on(
+        "status",
+        (s: grpc.StatusObject) =>
+          resolve(s.code === 0 && inner ? inner : { code: s.code, details: s.details }),
+      );
+      stream.write(body);
+      stream.end();
+      return;
+    }
     const stream = client.makeServerStreamRequest(path, raw, raw, body, { deadline });
     let seen = 0;
     stream.on("data", () => {
@@ -76,7 +102,8 @@ export async function fuzzService(options: FuzzOptions): Promise<FuzzResult> {
   const skip = new Set(options.skip ?? []);
   const methods = options.services.flatMap((s) =>
     s.methods.filter((m) =>
-      (m.methodKind === "unary" || m.methodKind === "server_streaming") && !skip.has(`${s.name}.${m.name}`)
+      (m.methodKind === "unary" || m.methodKind === "server_streaming" || isSessionMethod(m)) &&
+      !skip.has(`${s.name}.${m.name}`)
     )
   );
   if (methods.length === 0) throw new Error("fuzz: no method to call");
