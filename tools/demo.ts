@@ -52,6 +52,8 @@ interface DemoSchedule {
   lambda?: number;
   /** The epoch structure (services/trainer/epoch.ts): sample batches per epoch, pairs per update, passes. */
   epoch?: { batches: number; trainBatch: number; inner: number };
+  /** Prompt file under tools/shapes/ (default demo_prompts.txt); 25 % of it is held out for evaluation. */
+  prompts?: string;
 }
 const REWARDS: Record<string, DemoSchedule> = {
   prompt_fidelity: {
@@ -168,6 +170,10 @@ export const DEMO_FLAGS = {
     description: "RDPO lambda (default: the reward's own; 100 = the paper's)",
   },
   promptBatch: { type: "int", default: 2, min: 1, description: "prompts per step" },
+  prompts: {
+    type: "string",
+    description: "prompt file, 25 % held out for evaluation (default: the reward's own under tools/shapes/)",
+  },
   evalSamples: { type: "int", default: 8, min: 1, description: "evaluation samples per prompt" },
   evalPrompts: { type: "int", default: 4, min: 1, description: "held-out prompts evaluated" },
 } as const satisfies FlagSpecs;
@@ -277,7 +283,10 @@ async function demo(values: FlagValues<typeof DEMO_FLAGS>): Promise<void> {
             }
             : {}),
         },
-        prompts: { file: join(repoRoot, "tools", "shapes", "demo_prompts.txt"), eval_fraction: 0.25 },
+        prompts: {
+          file: values.prompts ?? join(repoRoot, "tools", "shapes", reward.prompts ?? "demo_prompts.txt"),
+          eval_fraction: 0.25,
+        },
         scorers: [{ name: rewardName, weight: 1 }],
         eval: {
           every: 0,
