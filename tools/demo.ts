@@ -54,6 +54,8 @@ interface DemoSchedule {
   epoch?: { batches: number; trainBatch: number; inner: number };
   /** Prompt file under tools/shapes/ (default demo_prompts.txt); 25 % of it is held out for evaluation. */
   prompts?: string;
+  /** Held-out prompts evaluated and samples per prompt (default 4 x 8). */
+  evaluation?: { prompts: number; samples: number };
 }
 const REWARDS: Record<string, DemoSchedule> = {
   prompt_fidelity: {
@@ -174,8 +176,12 @@ export const DEMO_FLAGS = {
     type: "string",
     description: "prompt file, 25 % held out for evaluation (default: the reward's own under tools/shapes/)",
   },
-  evalSamples: { type: "int", default: 8, min: 1, description: "evaluation samples per prompt" },
-  evalPrompts: { type: "int", default: 4, min: 1, description: "held-out prompts evaluated" },
+  evalSamples: {
+    type: "int",
+    min: 1,
+    description: "evaluation samples per prompt (default: the reward's own)",
+  },
+  evalPrompts: { type: "int", min: 1, description: "held-out prompts evaluated (default: the reward's own)" },
 } as const satisfies FlagSpecs;
 
 async function demo(values: FlagValues<typeof DEMO_FLAGS>): Promise<void> {
@@ -294,8 +300,8 @@ async function demo(values: FlagValues<typeof DEMO_FLAGS>): Promise<void> {
           // score the policy while it still equals the base, which costs 15 s of the 5-minute budget.
           at_start: false,
           at_end: true,
-          samples_per_prompt: quick ? 1 : values.evalSamples,
-          max_prompts: quick ? 2 : values.evalPrompts,
+          samples_per_prompt: quick ? 1 : values.evalSamples ?? reward.evaluation?.samples ?? 8,
+          max_prompts: quick ? 2 : values.evalPrompts ?? reward.evaluation?.prompts ?? 4,
           scorers: evalScorers,
         },
         services: { policy: policy.address, reward: rewardService.address },
