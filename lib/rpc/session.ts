@@ -29,6 +29,7 @@ import { readAll } from "./readable.ts";
 import { type CallSource, drained, ServerCall } from "./server_call.ts";
 import { type CallStatus, Code } from "./status.ts";
 import type { CallInfo } from "./types.ts";
+import { hops } from "./hop_trace.ts";
 
 /** Name of the carrier RPC a service declares to get session dispatch. */
 export const SESSION_METHOD = "Session";
@@ -95,6 +96,7 @@ export async function serveSession(
   let queued = 0;
 
   const send = (init: Record<string, unknown>): void => {
+    hops?.mark(carrier.path, init.callId as bigint, "s.enc0");
     let bytes: Buffer;
     try {
       bytes = encodeMessage(output, create(output, init as never));
@@ -108,11 +110,15 @@ export async function serveSession(
       );
       console.error(`${carrier.path}: session response does not encode`, e);
     }
+    hops?.mark(carrier.path, init.callId as bigint, "s.enc1", bytes.length);
     queued++;
     writing = writing.then(async () => {
       queued--;
       if (carrier.signal.aborted || stream.writableEnded) return;
-      if (!stream.write(bytes)) await drained(stream, carrier.signal).catch(() => {});
+      hops?.mark(carrier.path, init.callId as bigint, "s.write0");
+      const flushed = stream.write(bytes);
+      hops?.mark(carrier.path, init.callId as bigint, "s.write1");
+      if (!flushed) await drained(stream, carrier.signal).catch(() => {});
     });
   };
   const fail = (callId: bigint, code: number, message: string) =>
@@ -121,6 +127,7 @@ export async function serveSession(
   const dispatch = (req: SessionRequest, preStarted: number | undefined): void => {
     const callId = req.callId;
     const name = req.call.case;
+    hops?.mark(carrier.path, callId, "s.dispatch", name);
     const entry = name === undefined ? undefined : deps.handlers.get(name);
     if (!entry || req.call.value === undefined) {
       return fail(callId, Code.INVALID_ARGUMENT, "call: no call set (one of the service's unary methods)");
@@ -143,12 +150,16 @@ export async function serveSession(
     let response: Message | undefined;
     let handlerMs = 0;
     let preMs = 0;
+    hops?.mark(carrier.path, callId, "s.run");
     deps.run(call, "unary", "message", async () => {
       const started = performance.now();
+      hops?.mark(carrier.path, callId, "s.handler0", undefined, started);
       preMs = preStarted === undefined ? 0 : started - preStarted;
       response = create(entry.method.output, await entry.handler(req.call.value, call) as never);
       handlerMs = performance.now() - started;
+      hops?.mark(carrier.path, callId, "s.handler1");
     }).then((status) => {
+      hops?.mark(carrier.path, callId, "s.done");
       call.finish();
       if (status.code === Code.OK && response) {
         send({
@@ -171,6 +182,7 @@ export async function serveSession(
       if (item instanceof DecodeFailure) throw new InvalidArgumentError("request", item.problem);
       if (queued > MAX_QUEUED_ANSWERS) await writing;
       const req = item as SessionRequest;
+      hops?.mark(carrier.path, req.callId, "s.read");
       if (req.callId === 0n) fail(0n, Code.INVALID_ARGUMENT, "call_id: must be non-zero");
       else if (inFlight.has(req.callId)) {
         fail(req.callId, Code.INVALID_ARGUMENT, `call_id: ${req.callId} is already in flight on this stream`);

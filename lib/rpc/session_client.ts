@@ -20,6 +20,7 @@ import { SERVER_PRE_TIME_TRAILER, SERVER_TIME_TRAILER } from "./server.ts";
 import { SESSION_METADATA_KEYS, SESSION_METHOD } from "./session.ts";
 import { type CallStatus, Code, RpcError } from "./status.ts";
 import type { GenService, GenServiceMethods } from "./types.ts";
+import { hops } from "./hop_trace.ts";
 
 /** Keys a hook may set that describe one call, not the connection (sent in the message). */
 const TRACE_KEYS = new Set([...SESSION_METADATA_KEYS, "grpc-trace-bin"]);
@@ -85,6 +86,10 @@ export function createSessionClient<S extends GenServiceMethods>(
   const decodeFrame = (bytes: Buffer): Frame => {
     const t = performance.now();
     const m = fromBinary(output, bytes) as unknown as Frame;
+    if (hops) {
+      hops.mark(path, m.callId, "c.dec0", bytes.length, t);
+      hops.mark(path, m.callId, "c.dec1");
+    }
     return { ...m, result: m.result, bytes: bytes.length, decodeMs: performance.now() - t };
   };
 
@@ -96,6 +101,7 @@ export function createSessionClient<S extends GenServiceMethods>(
       p.reject(error);
     } else {
       p.end({ code: Code.OK, details: "" });
+      hops?.mark(path, id, "c.resolve");
       p.resolve(value);
     }
   };
@@ -120,6 +126,7 @@ export function createSessionClient<S extends GenServiceMethods>(
     const stream = channel.makeBidiStreamRequest(path, (b: Buffer) => b, decodeFrame, authMetadata, {});
     stats.opened += 1;
     stream.on("data", (frame: Frame) => {
+      hops?.mark(path, frame.callId, "c.data");
       const p = pending.get(frame.callId);
       if (!p) return; // answered after its deadline or cancel: already settled
       p.options.onMessageBytes?.(p.bytesSent, frame.bytes);
@@ -152,6 +159,16 @@ export function createSessionClient<S extends GenServiceMethods>(
 
   const callOverSession = (method: DescMethod, request: unknown, options: CallOptions): Promise<unknown> => {
     if (unsupported) return baseMethods[method.localName](request, options);
+    if (!hops) return send(method, request, options);
+    const id = nextId;
+    hops.mark(path, id, "c.call", method.localName);
+    return send(method, request, options).then((value) => {
+      hops?.mark(path, id, "c.resumed");
+      return value;
+    });
+  };
+
+  const send = (method: DescMethod, request: unknown, options: CallOptions): Promise<unknown> => {
     options.onTransport?.("stream");
     stats.stream += 1;
     const metadata = toMetadata(options.metadata);
@@ -168,6 +185,7 @@ export function createSessionClient<S extends GenServiceMethods>(
       if (e) ends.push(e);
     }
     const end = (status: CallStatus) => ends.forEach((e) => e(status));
+    hops?.mark(path, nextId, "c.hooks");
     const messageMetadata: Record<string, string> = {};
     const connection = new grpc.Metadata();
     for (const [key, value] of Object.entries(metadata.getMap())) {
@@ -179,6 +197,7 @@ export function createSessionClient<S extends GenServiceMethods>(
       (options.deadline !== undefined ? new Date(options.deadline).getTime() - Date.now() : undefined);
     const id = nextId++;
     const t0 = performance.now();
+    hops?.mark(path, id, "c.enc0", undefined, t0);
     let bytes: Buffer;
     try {
       bytes = encodeMessage(
@@ -196,6 +215,7 @@ export function createSessionClient<S extends GenServiceMethods>(
       return Promise.reject(error);
     }
     const encodeMs = performance.now() - t0;
+    hops?.mark(path, id, "c.enc1", bytes.length);
     const key = JSON.stringify(Object.entries(connection.getMap()).map(([k, v]) => [k, String(v)]).sort());
     let carrier = carriers.get(key);
     if (!carrier) {
@@ -236,7 +256,9 @@ export function createSessionClient<S extends GenServiceMethods>(
         if (signal.aborted) queueMicrotask(onAbort);
         else signal.addEventListener("abort", onAbort, { once: true });
       }
+      hops?.mark(path, id, "c.write0");
       writeTo.write(bytes);
+      hops?.mark(path, id, "c.write1");
     });
   };
 
