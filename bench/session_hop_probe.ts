@@ -125,7 +125,8 @@ const ORDER = [
   ["s.dec1", "server: protobuf decode"],
   ["s.read", "server: stream 'data' -> readAll -> session loop"],
   ["s.dispatch", "server: checks"],
-  ["s.run", "server: metadata clone, ServerCall (deadline timer), track"],
+  ["s.call", "server: metadata clone, deadline, ServerCall"],
+  ["s.run", "server: track"],
   ["s.handler0", "server: middleware entry (SERVER span, auth, concurrency)"],
   ["s.handler1", "server: HANDLER (not wire)"],
   ["s.done", "server: middleware exit (span end, metrics)"],
@@ -153,7 +154,7 @@ const msgs = new Map<string, Msg>();
 const raw: { side: string; path: string; hop: string; t: number }[] = [];
 for (const p of procs) {
   for (const m of p.marks) {
-    if (m.hop.startsWith("h2.")) {
+    if (m.hop.startsWith("h2.") || m.id === 0) {
       raw.push({ side: p.side, path: m.path, hop: m.hop, t: m.t });
       continue;
     }

@@ -29,6 +29,7 @@ import { readAll } from "./readable.ts";
 import { type CallSource, drained, ServerCall } from "./server_call.ts";
 import { type CallStatus, Code } from "./status.ts";
 import type { CallInfo } from "./types.ts";
+import { DeadlineQueue } from "./deadline_queue.ts";
 import { hops } from "./hop_trace.ts";
 
 /** Name of the carrier RPC a service declares to get session dispatch. */
@@ -94,6 +95,7 @@ export async function serveSession(
   // Answers queued behind HTTP/2 backpressure; past MAX_QUEUED_ANSWERS the stream stops reading
   // until they drain, so a client that sends and never reads cannot grow the queue without bound.
   let queued = 0;
+  const deadlines = new DeadlineQueue();
 
   const send = (init: Record<string, unknown>): void => {
     hops?.mark(carrier.path, init.callId as bigint, "s.enc0");
@@ -143,8 +145,11 @@ export async function serveSession(
       metadata,
       deadline: own === undefined ? carrierDeadline : Math.min(own, carrierDeadline ?? Infinity),
       parent: carrier.signal,
+      peer: carrier.peer,
+      deadlines,
     };
     const call = new ServerCall(entry.method, stream, deps.closing, source);
+    hops?.mark(carrier.path, callId, "s.call");
     const done = deps.track(call);
     inFlight.add(callId);
     let response: Message | undefined;
@@ -225,5 +230,6 @@ export async function serveSession(
     throw error;
   } finally {
     deps.closing.removeEventListener("abort", onClosing);
+    deadlines.close();
   }
 }

@@ -21,6 +21,7 @@ import { SESSION_METADATA_KEYS, SESSION_METHOD } from "./session.ts";
 import { type CallStatus, Code, RpcError } from "./status.ts";
 import type { GenService, GenServiceMethods } from "./types.ts";
 import { hops } from "./hop_trace.ts";
+import { DeadlineQueue } from "./deadline_queue.ts";
 
 /** Keys a hook may set that describe one call, not the connection (sent in the message). */
 const TRACE_KEYS = new Set([...SESSION_METADATA_KEYS, "grpc-trace-bin"]);
@@ -81,6 +82,8 @@ export function createSessionClient<S extends GenServiceMethods>(
   // One carrier per distinct set of connection headers (normally one: the same token every call);
   // a call with other headers gets its own, so no per-call metadata is lost or borrowed.
   const carriers = new Map<string, grpc.ClientDuplexStream<Buffer, Frame>>();
+  // One timer for every call's deadline instead of a setTimeout + clearTimeout per call (issue 21).
+  const deadlines = new DeadlineQueue();
   const baseMethods = base as unknown as Record<string, (r: unknown, o?: CallOptions) => Promise<unknown>>;
 
   const decodeFrame = (bytes: Buffer): Frame => {
@@ -224,7 +227,7 @@ export function createSessionClient<S extends GenServiceMethods>(
     }
     const writeTo = carrier;
     return new Promise((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let cancelDeadline: (() => void) | undefined;
       const signal = options.signal;
       const onAbort = () => {
         const p = pending.get(id);
@@ -241,16 +244,16 @@ export function createSessionClient<S extends GenServiceMethods>(
         reject,
         end,
         cleanup: () => {
-          clearTimeout(timer);
+          cancelDeadline?.();
           signal?.removeEventListener("abort", onAbort);
         },
       };
       pending.set(id, p);
       if (timeoutMs !== undefined) {
-        timer = setTimeout(() => {
+        cancelDeadline = deadlines.add(Date.now() + Math.max(0, timeoutMs), () => {
           const q = pending.get(id);
           if (q) settleOne(id, q, new RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded"));
-        }, Math.max(0, timeoutMs));
+        });
       }
       if (signal) {
         if (signal.aborted) queueMicrotask(onAbort);
@@ -269,6 +272,7 @@ export function createSessionClient<S extends GenServiceMethods>(
       callOverSession(method, request, options);
   }
   client.close = () => {
+    deadlines.close();
     for (const c of carriers.values()) c.end();
     carriers.clear();
     base.close();
