@@ -18,10 +18,13 @@ const { values } = parseArgs({
   options: {
     steps: { type: "string", default: "4" },
     estimator: { type: "string", default: "q" },
-    "unary-leads": { type: "boolean", default: false },
+    // Steps left out of the medians: the first warms connections; later ones warm V8's JIT (a
+    // codec called a few dozen times still runs unoptimized, ~10x slower than in a long run).
+    skip: { type: "string", default: "1" },
   },
 });
 const steps = Number(values.steps);
+const skip = Number(values.skip);
 
 const tmp = await Deno.makeTempDir({ prefix: "rdpo-hop-probe-" });
 const prefix = join(tmp, "hops");
