@@ -6,7 +6,7 @@
  * trainer and in both services. Prints the median per hop over the messages of the steps after
  * the first, per service and overall.
  *
- *   deno run -A bench/session_hop_probe.ts [--steps 4] [--estimator q]
+ *   deno run -A bench/session_hop_probe.ts [--steps 4] [--skip 1] [--estimator q]
  *
  * Timing: run it under the shared CPU lock (flock /work/cpu.lock ...) when the numbers are quoted.
  */
@@ -86,8 +86,8 @@ try {
     progress: "none",
     log: () => {},
     onRecord: (record: { type: string }) => {
-      // The first step warms connections and JIT: its messages are left out.
-      if (record.type === "step" && ++stepsDone === 1) {
+      // The first `skip` steps (connections, JIT warm-up) are left out.
+      if (record.type === "step" && ++stepsDone === skip) {
         firstStepEnd = performance.timeOrigin + performance.now();
       }
     },
@@ -114,36 +114,36 @@ const clientMarks = [...hops!.marks];
 hops!.marks.length = 0; // read here, not flushed at exit
 procs[0].marks = clientMarks;
 
-/** The hops of one message, in order; cross-process ones from the raw HTTP/2 events. */
+/** The hops of one message, in order, and whose code each one is; cross-process ones from the raw HTTP/2 events. */
 const ORDER = [
-  ["c.call", "client: call entry"],
-  ["c.hooks", "client: hooks (CLIENT span, metadata)"],
-  ["c.enc0", "client: trace keys, timeout"],
-  ["c.enc1", "client: protobuf encode"],
-  ["c.write0", "client: carrier lookup, pending entry, deadline timer"],
-  ["c.write1", "client: grpc-js write() (synchronous part)"],
-  ["c.h2w", "client: grpc-js -> http2 stream.write (deferred)"],
-  ["s.h2d", "loopback: client write -> server DATA event (other process)"],
-  ["s.dec0", "server: grpc-js framing -> deserialize"],
-  ["s.dec1", "server: protobuf decode"],
-  ["s.read", "server: stream 'data' -> readAll -> session loop"],
-  ["s.dispatch", "server: checks"],
-  ["s.call", "server: metadata clone, deadline, ServerCall"],
-  ["s.run", "server: track"],
-  ["s.handler0", "server: middleware entry (SERVER span, auth, concurrency)"],
-  ["s.handler1", "server: HANDLER (not wire)"],
-  ["s.done", "server: middleware exit (span end, metrics)"],
-  ["s.enc0", "server: finish, result"],
-  ["s.enc1", "server: protobuf encode"],
-  ["s.write0", "server: write queue (promise chain)"],
-  ["s.write1", "server: grpc-js write() (synchronous part)"],
-  ["s.h2w", "server: grpc-js -> http2 stream.write (deferred)"],
-  ["c.h2d", "loopback: server write -> client DATA event (other process)"],
-  ["c.dec0", "client: grpc-js framing -> deserialize"],
-  ["c.dec1", "client: protobuf decode"],
-  ["c.data", "client: grpc-js -> 'data' event"],
-  ["c.resolve", "client: trailers, byte/codec callbacks, hooks end"],
-  ["c.resumed", "client: promise resolution -> caller"],
+  ["c.call", "client: call entry", "ours"],
+  ["c.hooks", "client: hooks (CLIENT span, metadata)", "ours"],
+  ["c.enc0", "client: trace keys, timeout", "ours"],
+  ["c.enc1", "client: protobuf create + encode", "protobuf"],
+  ["c.write0", "client: carrier lookup, pending entry, deadline", "ours"],
+  ["c.write1", "client: grpc-js write() (synchronous part)", "transport"],
+  ["c.h2w", "client: grpc-js -> http2 stream.write (deferred)", "transport"],
+  ["s.h2d", "client http2 write -> server DATA event (other process)", "transport"],
+  ["s.dec0", "server: grpc-js framing -> deserializer", "transport"],
+  ["s.dec1", "server: wire-type check + protobuf decode", "protobuf"],
+  ["s.read", "server: grpc-js -> stream 'data' -> session", "transport"],
+  ["s.dispatch", "server: checks", "ours"],
+  ["s.call", "server: metadata clone, deadline, ServerCall", "ours"],
+  ["s.run", "server: track", "ours"],
+  ["s.handler0", "server: middleware entry (SERVER span, auth, concurrency)", "ours"],
+  ["s.handler1", "server: HANDLER (not wire)", "handler"],
+  ["s.done", "server: middleware exit (span end, metrics)", "ours"],
+  ["s.enc0", "server: finish, result", "ours"],
+  ["s.enc1", "server: protobuf create + encode", "protobuf"],
+  ["s.write0", "server: write queue", "ours"],
+  ["s.write1", "server: grpc-js write() (framing copy, http2 write)", "transport"],
+  ["s.h2w", "server: grpc-js -> http2 stream.write", "transport"],
+  ["c.h2d", "server http2 write -> client DATA event (other process)", "transport"],
+  ["c.dec0", "client: grpc-js framing -> deserializer", "transport"],
+  ["c.dec1", "client: protobuf decode", "protobuf"],
+  ["c.data", "client: grpc-js -> 'data' event", "transport"],
+  ["c.resolve", "client: trailers, byte/codec callbacks, hooks end", "ours"],
+  ["c.resumed", "client: promise resolution -> caller", "ours"],
 ] as const;
 
 type Hop = (typeof ORDER)[number][0];
@@ -191,17 +191,39 @@ function table(title: string, list: Msg[]): string {
     "| hop (ends at) | what | median ms | p90 ms |",
     "| --- | --- | ---: | ---: |",
   ];
-  let wireSum = 0;
+  const sums: Record<string, number> = {};
   for (let i = 1; i < ORDER.length; i++) {
-    const [hop, what] = ORDER[i];
-    const prev = ORDER[i - 1][0];
-    const d = list.map((m) => (m.t[hop] ?? NaN) - (m.t[prev] ?? NaN)).filter(Number.isFinite).sort((a, b) =>
-      a - b
-    );
+    const [hop, what, whose] = ORDER[i];
+    // From the nearest earlier hop the message has (an older build may lack some marks).
+    const d = list.flatMap((m) => {
+      const t = m.t[hop];
+      if (t === undefined) return [];
+      for (let j = i - 1; j >= 0; j--) {
+        const p = m.t[ORDER[j][0]];
+        if (p !== undefined) return [t - p];
+      }
+      return [];
+    }).sort((a, b) => a - b);
+    if (d.length === 0) {
+      lines.push(`| ${hop} | ${what} (not marked) | - | - |`);
+      continue;
+    }
     const med = median(d);
-    if (hop !== "s.handler1") wireSum += med;
+    sums[whose] = (sums[whose] ?? 0) + med;
     lines.push(
       `| ${hop} | ${what} | ${med.toFixed(3)} | ${(d[Math.floor(d.length * 0.9)] ?? NaN).toFixed(3)} |`,
+    );
+  }
+  const wireSum = (sums.ours ?? 0) + (sums.protobuf ?? 0) + (sums.transport ?? 0);
+  for (const whose of ["transport", "protobuf", "ours"]) {
+    lines.push(
+      `| | sum: ${
+        whose === "ours"
+          ? "lib/rpc + telemetry"
+          : whose === "transport"
+          ? "grpc-js, node:http2, loopback"
+          : "protobuf"
+      } | ${(sums[whose] ?? 0).toFixed(3)} | |`,
     );
   }
   const total = list.map((m) =>
@@ -213,7 +235,7 @@ function table(title: string, list: Msg[]): string {
 }
 
 console.log(
-  `bench/session_hop_probe.ts: steps=${steps} estimator=${values.estimator}, load ${
+  `bench/session_hop_probe.ts: steps=${steps} (first ${skip} left out) estimator=${values.estimator}, load ${
     Deno.loadavg()[0].toFixed(2)
   }\n`,
 );
