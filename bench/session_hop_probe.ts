@@ -21,6 +21,8 @@ const { values } = parseArgs({
     // Steps left out of the medians: the first warms connections; later ones warm V8's JIT (a
     // codec called a few dozen times still runs unoptimized, ~10x slower than in a long run).
     skip: { type: "string", default: "1" },
+    // Only the table over all messages (deno task bench), not one per method.
+    summary: { type: "boolean", default: false },
   },
 });
 const steps = Number(values.steps);
@@ -240,7 +242,7 @@ console.log(
   }\n`,
 );
 console.log(table("all Session messages", measured));
-for (const method of [...new Set(measured.map((m) => m.method))].sort()) {
+for (const method of values.summary ? [] : [...new Set(measured.map((m) => m.method))].sort()) {
   console.log();
   console.log(table(method, measured.filter((m) => m.method === method)));
 }
