@@ -6,7 +6,8 @@
  *   deno task bench --only sd15 [--quick] [--backend webgpu] [--out FILE]   SD1.5 at full width
  *
  * Sections: gRPC wire cost of SD1.5-shaped payloads vs in-process (bench/wire_bench.ts) and an RDPO
- * step's RPCs, bytes and wire time (bench/step_wire_bench.ts); UNet forward GFLOP/s and LoRA train step
+ * step's RPCs, bytes and wire time (bench/step_wire_bench.ts), a Session message hop by hop
+ * (bench/session_hop_probe.ts) and the bare grpc-js floor under it (bench/grpc_floor_probe.ts); UNet forward GFLOP/s and LoRA train step
  * per tfjs backend (services/policy/model/bench.ts); CLIP preprocessing before/after and scorer
  * throughput vs raw ONNX Runtime on the fixture CLIP (services/reward/preprocess/bench.ts,
  * services/reward/scorers/bench.ts, need ../shared); the reward service vs direct scorer calls and
@@ -35,6 +36,17 @@ export const BENCH_FLAGS = {
   ...SD15_BENCH_FLAGS,
 } as const satisfies FlagSpecs;
 
+/** Runs bench/<script> in its own process and returns its stdout. */
+async function runBenchScript(script: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(script, import.meta.url).pathname, ...args],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`bench/${script} exited with ${out.code}`);
+  return new TextDecoder().decode(out.stdout);
+}
+
 async function bench(values: FlagValues<typeof BENCH_FLAGS>): Promise<void> {
   const only = new Set(values.only.split(",").map((s) => s.trim()));
   for (const s of only) {
@@ -56,6 +68,13 @@ async function bench(values: FlagValues<typeof BENCH_FLAGS>): Promise<void> {
     console.log(formatStepWireBench(stepRows) + "\n");
     console.log("Where the wire time goes, per RPC (medians per step):\n");
     console.log(formatWireBreakdown(stepRows) + "\n");
+    // Subprocesses: the hop probe must set RDPO_HOP_TRACE before lib/rpc loads.
+    console.log("A Session message hop by hop (bench/session_hop_probe.ts, ms per message):\n");
+    console.log(await runBenchScript("session_hop_probe.ts", ["--steps", "6", "--summary"]));
+    console.log(
+      "The transport floor under it: bare grpc-js bidi, two processes (bench/grpc_floor_probe.ts):\n",
+    );
+    console.log(await runBenchScript("grpc_floor_probe.ts", []));
   }
   if (only.has("model")) {
     const { formatTable, runModelBench } = await import("../services/policy/model/bench.ts");

@@ -23,6 +23,7 @@ import type { CallInfo, CallMiddleware, GenService, GenServiceMethods, ServiceIm
 import { Health } from "../../gen/grpc/health/v1/health_pb.ts";
 import { installHttp2Guard } from "./h2_guard.ts";
 import { truncateEchoes } from "../echo.ts";
+import { hops } from "./hop_trace.ts";
 
 installHttp2Guard(); // before any session exists (denoland/deno#36788, see h2_guard.ts)
 
@@ -162,6 +163,11 @@ export class RpcServer {
           const started = performance.now();
           const message = decodeMessageSafely(method.input, bytes);
           decodeStartedAt.set(message, started);
+          if (hops && session) {
+            const id = (message as { callId?: bigint }).callId ?? 0n;
+            hops.mark(w.path, id, "s.dec0", bytes.length, started);
+            hops.mark(w.path, id, "s.dec1");
+          }
           return message;
         },
         // Responses are encoded by the wrapper (encode failures become a logged INTERNAL).

@@ -25,10 +25,11 @@ import * as grpc from "@grpc/grpc-js";
 import type { Buffer } from "node:buffer";
 import { InvalidArgumentError } from "../errors.ts";
 import { DecodeFailure, encodeMessage } from "./methods.ts";
-import { readAll } from "./readable.ts";
 import { type CallSource, drained, ServerCall } from "./server_call.ts";
 import { type CallStatus, Code } from "./status.ts";
 import type { CallInfo } from "./types.ts";
+import { DeadlineQueue } from "./deadline_queue.ts";
+import { hops } from "./hop_trace.ts";
 
 /** Name of the carrier RPC a service declares to get session dispatch. */
 export const SESSION_METHOD = "Session";
@@ -93,8 +94,12 @@ export async function serveSession(
   // Answers queued behind HTTP/2 backpressure; past MAX_QUEUED_ANSWERS the stream stops reading
   // until they drain, so a client that sends and never reads cannot grow the queue without bound.
   let queued = 0;
+  /** A write is waiting for 'drain'. */
+  let blocked = false;
+  const deadlines = new DeadlineQueue();
 
   const send = (init: Record<string, unknown>): void => {
+    hops?.mark(carrier.path, init.callId as bigint, "s.enc0");
     let bytes: Buffer;
     try {
       bytes = encodeMessage(output, create(output, init as never));
@@ -108,12 +113,37 @@ export async function serveSession(
       );
       console.error(`${carrier.path}: session response does not encode`, e);
     }
+    hops?.mark(carrier.path, init.callId as bigint, "s.enc1", bytes.length);
+    const callId = init.callId as bigint;
+    // Nothing queued and no drain awaited: write now, not one promise turn later (issue 21 hop
+    // profile). Otherwise behind the queue, in order.
+    if (queued === 0 && !blocked) {
+      if (!write(callId, bytes)) {
+        blocked = true;
+        writing = writing.then(async () => {
+          await drained(stream, carrier.signal).catch(() => {});
+          blocked = false;
+        });
+      }
+      return;
+    }
     queued++;
     writing = writing.then(async () => {
       queued--;
-      if (carrier.signal.aborted || stream.writableEnded) return;
-      if (!stream.write(bytes)) await drained(stream, carrier.signal).catch(() => {});
+      if (!write(callId, bytes)) {
+        blocked = true;
+        await drained(stream, carrier.signal).catch(() => {});
+        blocked = false;
+      }
     });
+  };
+  /** False when the stream's buffer is full (wait for 'drain'). */
+  const write = (callId: bigint, bytes: Buffer): boolean => {
+    if (carrier.signal.aborted || stream.writableEnded) return true;
+    hops?.mark(carrier.path, callId, "s.write0");
+    const flushed = stream.write(bytes);
+    hops?.mark(carrier.path, callId, "s.write1");
+    return flushed;
   };
   const fail = (callId: bigint, code: number, message: string) =>
     send({ callId, result: { case: "error", value: { code, message } } });
@@ -121,6 +151,7 @@ export async function serveSession(
   const dispatch = (req: SessionRequest, preStarted: number | undefined): void => {
     const callId = req.callId;
     const name = req.call.case;
+    hops?.mark(carrier.path, callId, "s.dispatch", name);
     const entry = name === undefined ? undefined : deps.handlers.get(name);
     if (!entry || req.call.value === undefined) {
       return fail(callId, Code.INVALID_ARGUMENT, "call: no call set (one of the service's unary methods)");
@@ -136,19 +167,26 @@ export async function serveSession(
       metadata,
       deadline: own === undefined ? carrierDeadline : Math.min(own, carrierDeadline ?? Infinity),
       parent: carrier.signal,
+      peer: carrier.peer,
+      deadlines,
     };
     const call = new ServerCall(entry.method, stream, deps.closing, source);
+    hops?.mark(carrier.path, callId, "s.call");
     const done = deps.track(call);
     inFlight.add(callId);
     let response: Message | undefined;
     let handlerMs = 0;
     let preMs = 0;
+    hops?.mark(carrier.path, callId, "s.run");
     deps.run(call, "unary", "message", async () => {
       const started = performance.now();
+      hops?.mark(carrier.path, callId, "s.handler0", undefined, started);
       preMs = preStarted === undefined ? 0 : started - preStarted;
       response = create(entry.method.output, await entry.handler(req.call.value, call) as never);
       handlerMs = performance.now() - started;
+      hops?.mark(carrier.path, callId, "s.handler1");
     }).then((status) => {
+      hops?.mark(carrier.path, callId, "s.done");
       call.finish();
       if (status.code === Code.OK && response) {
         send({
@@ -166,26 +204,52 @@ export async function serveSession(
 
   const onClosing = () => wake();
   deps.closing.addEventListener("abort", onClosing);
-  const reading = (async () => {
-    for await (const item of readAll(stream)) {
-      if (item instanceof DecodeFailure) throw new InvalidArgumentError("request", item.problem);
-      if (queued > MAX_QUEUED_ANSWERS) await writing;
-      const req = item as SessionRequest;
-      if (req.callId === 0n) fail(0n, Code.INVALID_ARGUMENT, "call_id: must be non-zero");
-      else if (inFlight.has(req.callId)) {
-        fail(req.callId, Code.INVALID_ARGUMENT, `call_id: ${req.callId} is already in flight on this stream`);
-      } else if (deps.closing.aborted) fail(req.callId, Code.UNAVAILABLE, "server is shutting down");
-      else if (inFlight.size >= limit) {
-        fail(
-          req.callId,
-          Code.RESOURCE_EXHAUSTED,
-          `call_id: ${inFlight.size} calls in flight, the limit is ${limit}`,
-        );
-      } else dispatch(req, deps.decodeStartedAt(req));
-    }
-    inputEnded = true;
-    wake();
-  })();
+  const handle = (req: SessionRequest): void => {
+    hops?.mark(carrier.path, req.callId, "s.read");
+    if (req.callId === 0n) fail(0n, Code.INVALID_ARGUMENT, "call_id: must be non-zero");
+    else if (inFlight.has(req.callId)) {
+      fail(req.callId, Code.INVALID_ARGUMENT, `call_id: ${req.callId} is already in flight on this stream`);
+    } else if (deps.closing.aborted) fail(req.callId, Code.UNAVAILABLE, "server is shutting down");
+    else if (inFlight.size >= limit) {
+      fail(
+        req.callId,
+        Code.RESOURCE_EXHAUSTED,
+        `call_id: ${inFlight.size} calls in flight, the limit is ${limit}`,
+      );
+    } else dispatch(req, deps.decodeStartedAt(req));
+  };
+  // Messages are handled in the stream's 'data' event itself (flowing mode, as readable.ts reads),
+  // not through an async iterator: that cost a few promise turns per message (issue 21 hop profile).
+  const reading = new Promise<void>((resolve, reject) => {
+    let done = false;
+    const finish = (error?: unknown) => {
+      if (done) return;
+      done = true;
+      stream.off("data", onData);
+      if (error !== undefined) return reject(error);
+      inputEnded = true;
+      wake();
+      resolve();
+    };
+    const onData = (item: unknown) => {
+      if (done) return;
+      if (item instanceof DecodeFailure) return finish(new InvalidArgumentError("request", item.problem));
+      try {
+        handle(item as SessionRequest);
+      } catch (error) {
+        return finish(error);
+      }
+      if (queued > MAX_QUEUED_ANSWERS && !stream.isPaused()) {
+        stream.pause();
+        writing.then(() => !done && stream.resume());
+      }
+    };
+    stream.on("data", onData);
+    stream.on("error", (error: unknown) => finish(error));
+    // 'close' without 'end': the stream was destroyed (a cancelled call); stop waiting.
+    stream.on("end", () => finish());
+    stream.on("close", () => finish());
+  });
   // Once the stream ended OK (shutdown), a later read failure has no one to report to; it must not
   // become an unhandled rejection (which would end the process). The race below still sees it.
   reading.catch(() => {});
@@ -213,5 +277,6 @@ export async function serveSession(
     throw error;
   } finally {
     deps.closing.removeEventListener("abort", onClosing);
+    deadlines.close();
   }
 }

@@ -20,6 +20,8 @@ import { SERVER_PRE_TIME_TRAILER, SERVER_TIME_TRAILER } from "./server.ts";
 import { SESSION_METADATA_KEYS, SESSION_METHOD } from "./session.ts";
 import { type CallStatus, Code, RpcError } from "./status.ts";
 import type { GenService, GenServiceMethods } from "./types.ts";
+import { hops } from "./hop_trace.ts";
+import { DeadlineQueue } from "./deadline_queue.ts";
 
 /** Keys a hook may set that describe one call, not the connection (sent in the message). */
 const TRACE_KEYS = new Set([...SESSION_METADATA_KEYS, "grpc-trace-bin"]);
@@ -80,11 +82,17 @@ export function createSessionClient<S extends GenServiceMethods>(
   // One carrier per distinct set of connection headers (normally one: the same token every call);
   // a call with other headers gets its own, so no per-call metadata is lost or borrowed.
   const carriers = new Map<string, grpc.ClientDuplexStream<Buffer, Frame>>();
+  // One timer for every call's deadline instead of a setTimeout + clearTimeout per call (issue 21).
+  const deadlines = new DeadlineQueue();
   const baseMethods = base as unknown as Record<string, (r: unknown, o?: CallOptions) => Promise<unknown>>;
 
   const decodeFrame = (bytes: Buffer): Frame => {
     const t = performance.now();
     const m = fromBinary(output, bytes) as unknown as Frame;
+    if (hops) {
+      hops.mark(path, m.callId, "c.dec0", bytes.length, t);
+      hops.mark(path, m.callId, "c.dec1");
+    }
     return { ...m, result: m.result, bytes: bytes.length, decodeMs: performance.now() - t };
   };
 
@@ -96,6 +104,7 @@ export function createSessionClient<S extends GenServiceMethods>(
       p.reject(error);
     } else {
       p.end({ code: Code.OK, details: "" });
+      hops?.mark(path, id, "c.resolve");
       p.resolve(value);
     }
   };
@@ -120,6 +129,7 @@ export function createSessionClient<S extends GenServiceMethods>(
     const stream = channel.makeBidiStreamRequest(path, (b: Buffer) => b, decodeFrame, authMetadata, {});
     stats.opened += 1;
     stream.on("data", (frame: Frame) => {
+      hops?.mark(path, frame.callId, "c.data");
       const p = pending.get(frame.callId);
       if (!p) return; // answered after its deadline or cancel: already settled
       p.options.onMessageBytes?.(p.bytesSent, frame.bytes);
@@ -152,6 +162,16 @@ export function createSessionClient<S extends GenServiceMethods>(
 
   const callOverSession = (method: DescMethod, request: unknown, options: CallOptions): Promise<unknown> => {
     if (unsupported) return baseMethods[method.localName](request, options);
+    if (!hops) return send(method, request, options);
+    const id = nextId;
+    hops.mark(path, id, "c.call", method.localName);
+    return send(method, request, options).then((value) => {
+      hops?.mark(path, id, "c.resumed");
+      return value;
+    });
+  };
+
+  const send = (method: DescMethod, request: unknown, options: CallOptions): Promise<unknown> => {
     options.onTransport?.("stream");
     stats.stream += 1;
     const metadata = toMetadata(options.metadata);
@@ -168,6 +188,7 @@ export function createSessionClient<S extends GenServiceMethods>(
       if (e) ends.push(e);
     }
     const end = (status: CallStatus) => ends.forEach((e) => e(status));
+    hops?.mark(path, nextId, "c.hooks");
     const messageMetadata: Record<string, string> = {};
     const connection = new grpc.Metadata();
     for (const [key, value] of Object.entries(metadata.getMap())) {
@@ -179,6 +200,7 @@ export function createSessionClient<S extends GenServiceMethods>(
       (options.deadline !== undefined ? new Date(options.deadline).getTime() - Date.now() : undefined);
     const id = nextId++;
     const t0 = performance.now();
+    hops?.mark(path, id, "c.enc0", undefined, t0);
     let bytes: Buffer;
     try {
       bytes = encodeMessage(
@@ -196,6 +218,7 @@ export function createSessionClient<S extends GenServiceMethods>(
       return Promise.reject(error);
     }
     const encodeMs = performance.now() - t0;
+    hops?.mark(path, id, "c.enc1", bytes.length);
     const key = JSON.stringify(Object.entries(connection.getMap()).map(([k, v]) => [k, String(v)]).sort());
     let carrier = carriers.get(key);
     if (!carrier) {
@@ -204,7 +227,7 @@ export function createSessionClient<S extends GenServiceMethods>(
     }
     const writeTo = carrier;
     return new Promise((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let cancelDeadline: (() => void) | undefined;
       const signal = options.signal;
       const onAbort = () => {
         const p = pending.get(id);
@@ -221,22 +244,24 @@ export function createSessionClient<S extends GenServiceMethods>(
         reject,
         end,
         cleanup: () => {
-          clearTimeout(timer);
+          cancelDeadline?.();
           signal?.removeEventListener("abort", onAbort);
         },
       };
       pending.set(id, p);
       if (timeoutMs !== undefined) {
-        timer = setTimeout(() => {
+        cancelDeadline = deadlines.add(Date.now() + Math.max(0, timeoutMs), () => {
           const q = pending.get(id);
           if (q) settleOne(id, q, new RpcError(Code.DEADLINE_EXCEEDED, "deadline exceeded"));
-        }, Math.max(0, timeoutMs));
+        });
       }
       if (signal) {
         if (signal.aborted) queueMicrotask(onAbort);
         else signal.addEventListener("abort", onAbort, { once: true });
       }
+      hops?.mark(path, id, "c.write0");
       writeTo.write(bytes);
+      hops?.mark(path, id, "c.write1");
     });
   };
 
@@ -247,6 +272,7 @@ export function createSessionClient<S extends GenServiceMethods>(
       callOverSession(method, request, options);
   }
   client.close = () => {
+    deadlines.close();
     for (const c of carriers.values()) c.end();
     carriers.clear();
     base.close();

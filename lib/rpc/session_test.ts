@@ -60,6 +60,36 @@ Deno.test("session: answers equal the unary path's, middleware sees each inner m
   }
 });
 
+Deno.test("session: a message past its deadline fails DEADLINE_EXCEEDED on both sides, the stream goes on", async () => {
+  let serverReason = "";
+  const t = await startTestServer((s) =>
+    s.addService(RewardService, {
+      ...impl,
+      score: async (r, ctx) => {
+        if (r.scorer !== "slow") return { scorerName: r.scorer };
+        // The server's own deadline (from the message's timeout_ms) aborts the handler.
+        await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+        serverReason = (ctx.signal.reason as Error).name;
+        return { scorerName: "late" };
+      },
+    })
+  );
+  const session = createSessionClient(RewardService, createClient(RewardService, t.address));
+  try {
+    const failure = await rpcFailure(() => session.score({ scorer: "slow" }, { timeoutMs: 30 }));
+    assertEquals(failure.code, Code.DEADLINE_EXCEEDED);
+    // Later calls with longer deadlines on the same stream are unaffected.
+    const ok = await session.score({ scorer: "fast" }, { timeoutMs: 60_000 });
+    assertEquals(ok.scorerName, "fast");
+    while (serverReason === "") await new Promise((r) => setTimeout(r, 5));
+    assertEquals(serverReason, new errors.DeadlineExceededError("x").name);
+    assertEquals(session.sessionStats.opened, 1);
+  } finally {
+    session.close();
+    await t.close();
+  }
+});
+
 /** Raw Session frames through the generated bidi method: per-call errors name the field. */
 Deno.test("session: zero/duplicate call_id and unset call answer INVALID_ARGUMENT naming the field", async () => {
   let release = () => {};

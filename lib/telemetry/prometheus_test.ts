@@ -83,3 +83,18 @@ Deno.test("PromRegistry: get-or-create by name, type clashes and bad values are 
   );
   assertEquals(new PromRegistry().render(), "");
 });
+
+Deno.test("PromCounter: label sets that concatenate alike stay separate series (normalize cache)", () => {
+  const r = new PromRegistry();
+  const c = r.counter("rdpo.test.cache", { description: "d" });
+  // Same characters in a row, split differently between names and values.
+  c.add(1, { a: "1:b" });
+  c.add(2, { "a1:b": "" });
+  c.add(4, { a: "1", b: "" });
+  c.add(8, { b: "", a: "1" }); // the same set as the one before, other order
+  c.add(16, { a: 1 }); // a number: the same series as "1"
+  assertEquals(c.value({ a: "1:b" }), 1);
+  assertEquals(c.value({ "a1:b": "" }), 2);
+  assertEquals(c.value({ a: "1", b: "" }), 12);
+  assertEquals(c.value({ a: "1" }), 16);
+});

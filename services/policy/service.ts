@@ -220,6 +220,8 @@ export function policyService(core: PolicyCoreApi): ImplOf<typeof PolicyService>
         maxSequenceLength: i.maxSequenceLength,
         numTrainTimesteps: i.numTrainTimesteps,
         sampleLeadSteps: true,
+        // lib/rpc/server.ts serves the Session carrier of every service that declares it.
+        sessionStream: true,
       };
     },
 

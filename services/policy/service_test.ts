@@ -303,7 +303,9 @@ Deno.test("policy service: SampleCandidates with lead_steps = the separate singl
   const svc = await startTinyPolicy("--lora-rank", "2");
   const client = createClient(PolicyService, svc.address.address);
   try {
-    assert((await client.getInfo({})).sampleLeadSteps, "GetInfo advertises lead_steps");
+    const info = await client.getInfo({});
+    assert(info.sampleLeadSteps, "GetInfo advertises lead_steps");
+    assert(info.sessionStream, "GetInfo advertises Session");
     const prompts = ["a red circle", "a blue square"];
     const conditioning = { prompts };
     const noise = { seed: 5n, stream: 40n }, leadNoise = { seed: 5n, stream: 7n };

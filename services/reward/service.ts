@@ -98,7 +98,8 @@ export function rewardServiceImpl(
     },
     listScorers() {
       const { scorers, aliases } = core.listScorers();
-      return { scorers: scorers.map(toScorerInfo), aliases };
+      // lib/rpc/server.ts serves the Session carrier of every service that declares it.
+      return { scorers: scorers.map(toScorerInfo), aliases, sessionStream: true };
     },
   };
 }

@@ -95,6 +95,7 @@ Deno.test("service: admin RPCs need the bearer token when one is configured; Sco
     const list = await client.listScorers({});
     assertEquals(list.aliases, { prod: "img@1" });
     assertEquals(list.scorers.map((s) => `${s.name}@${s.version}`), ["img@1", "txt@1"]);
+    assert(list.sessionStream, "ListScorers advertises Session");
   } finally {
     await server.close();
   }
