@@ -203,6 +203,12 @@ export const SCRIPTS: readonly CommandEntry[] = [
       spec((await import("../experiments/method_comparison/run.ts")).METHOD_COMPARISON_COMMAND),
   },
   {
+    name: "experiments/step_signal/run.ts",
+    script: "experiments/step_signal/run.ts",
+    scriptArgs: [],
+    load: async () => spec((await import("../experiments/step_signal/run.ts")).STEP_SIGNAL_COMMAND),
+  },
+  {
     name: "tools/attributes/train_classifier.ts",
     script: "tools/attributes/train_classifier.ts",
     scriptArgs: [],

@@ -227,7 +227,7 @@ async function stepSignal(values: FlagValues<typeof STEP_SIGNAL_FLAGS>): Promise
 }
 
 export const STEP_SIGNAL_COMMAND: CommandSpec<typeof STEP_SIGNAL_FLAGS> = {
-  name: "step_signal",
+  name: "experiments/step_signal/run.ts",
   summary: "how well each step's Q ranking predicts the final image's reward (base model)",
   flags: STEP_SIGNAL_FLAGS,
   examples: ["deno run -A experiments/step_signal/run.ts --candidates 8 --trajectories 2"],
