@@ -34,55 +34,24 @@ const prefix = join(tmp, "hops");
 Deno.env.set("RDPO_HOP_TRACE", prefix);
 
 const { hops } = await import("../lib/rpc/hop_trace.ts");
-const { ServiceProcess } = await import("../lib/process/service_process.ts");
 const { median } = await import("../lib/stats.ts");
-const { initBackend } = await import("../lib/tensor/backend.ts");
-const { writeTinyModel } = await import("../services/policy/testing/tiny_model.ts");
-const { parseConfig } = await import("../services/trainer/config.ts");
 const { train } = await import("../services/trainer/loop.ts");
+const { stepConfig, stepServices } = await import("./step_setup.ts");
 type HopMark = import("../lib/rpc/hop_trace.ts").HopMark;
 
-const modelDir = join(tmp, "model");
-await initBackend("cpu");
-await writeTinyModel(modelDir, { seed: 4, std: 0.05 });
-const promptsFile = join(tmp, "prompts.txt");
-await Deno.writeTextFile(
-  promptsFile,
-  "a red circle\na blue square\na small green circle\na large red square\n",
-);
-const env = { RDPO_HOP_TRACE: prefix };
-const reward = new ServiceProcess("services/reward/main.ts", [], { env });
-const policy = new ServiceProcess("services/policy/main.ts", [
-  "--model-dir",
-  modelDir,
-  "--lora-rank",
-  "2",
-  "--adapter-root",
-  join(tmp, "adapters"),
-], { env });
+const services = await stepServices(tmp, { RDPO_HOP_TRACE: prefix });
+const { reward, policy } = services;
 let firstStepEnd = 0;
 try {
   await reward.start();
   await policy.start();
   const runDir = join(tmp, "run");
-  const config = parseConfig(JSON.stringify({
-    method: "rdpo",
-    seed: 3,
-    run_dir: runDir,
-    progress: "none",
-    sampling: { num_inference_steps: 4, eta: 1.0, guidance_scale: 3.0 },
-    preference: { num_candidates: 3, finetune_step_indices: [0, 2], estimator: values.estimator },
-    loss: { beta: 0.1, lambda: 100 },
-    lora: { rank: 2 },
-    optimizer: { lr: 0.01 },
-    training: { steps, prompt_batch_size: 2 },
-    prompts: { file: promptsFile },
-    scorers: [{ name: "jpeg_compressibility", weight: 1 }],
-    eval: { every: 0, at_start: false, at_end: false },
-    services: { policy: policy.address, reward: reward.address },
-    checkpoint: { every: steps, keep_last: 1 },
-    rpc: { session_stream: true },
-  }));
+  const config = stepConfig(services, {
+    runDir,
+    steps,
+    estimator: values.estimator!,
+    sessionStream: true,
+  });
   let stepsDone = 0;
   await train(config, {
     progress: "none",

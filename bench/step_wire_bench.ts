@@ -15,13 +15,10 @@
  *   deno run -A bench/step_wire_bench.ts [--steps 5]
  */
 import { join } from "node:path";
-import { ServiceProcess } from "../lib/process/service_process.ts";
+import { stepConfig, stepServices } from "./step_setup.ts";
 import { median } from "../lib/stats.ts";
 import type { FlagSpecs } from "../lib/rpc/flags.ts";
 import { type CommandSpec, runCommand } from "../lib/cli/command.ts";
-import { initBackend } from "../lib/tensor/backend.ts";
-import { writeTinyModel } from "../services/policy/testing/tiny_model.ts";
-import { parseConfig } from "../services/trainer/config.ts";
 import { train } from "../services/trainer/loop.ts";
 import { readMetrics, type StepMetrics, type WireByRpc } from "../services/trainer/metrics.ts";
 
@@ -75,23 +72,8 @@ const PATHS = [
 
 export async function runStepWireBench({ steps = 5, rounds = 2 } = {}): Promise<StepWireRow[]> {
   const tmp = await Deno.makeTempDir({ prefix: "rdpo-step-wire-" });
-  const modelDir = join(tmp, "model");
-  await initBackend("cpu");
-  await writeTinyModel(modelDir, { seed: 4, std: 0.05 });
-  const promptsFile = join(tmp, "prompts.txt");
-  await Deno.writeTextFile(
-    promptsFile,
-    "a red circle\na blue square\na small green circle\na large red square\n",
-  );
-  const reward = new ServiceProcess("services/reward/main.ts", []);
-  const policy = new ServiceProcess("services/policy/main.ts", [
-    "--model-dir",
-    modelDir,
-    "--lora-rank",
-    "2",
-    "--adapter-root",
-    join(tmp, "adapters"),
-  ]);
+  const services = await stepServices(tmp);
+  const { reward, policy } = services;
   const estimators = ["q", "delta_q"] as const;
   const collected = new Map<string, { records: StepMetrics[]; loads: number[] }>();
   let run = 0;
@@ -103,24 +85,12 @@ export async function runStepWireBench({ steps = 5, rounds = 2 } = {}): Promise<
       for (const estimator of estimators) {
         for (const path of PATHS) {
           const runDir = join(tmp, `run-${run++}`);
-          const config = parseConfig(JSON.stringify({
-            method: "rdpo",
-            seed: 3,
-            run_dir: runDir,
-            progress: "none",
-            sampling: { num_inference_steps: 4, eta: 1.0, guidance_scale: 3.0 },
-            preference: { num_candidates: 3, finetune_step_indices: [0, 2], estimator },
-            loss: { beta: 0.1, lambda: 100 },
-            lora: { rank: 2 },
-            optimizer: { lr: 0.01 },
-            training: { steps, prompt_batch_size: 2 },
-            prompts: { file: promptsFile },
-            scorers: [{ name: "jpeg_compressibility", weight: 1 }],
-            eval: { every: 0, at_start: false, at_end: false },
-            services: { policy: policy.address, reward: reward.address },
-            checkpoint: { every: steps, keep_last: 1 },
-            rpc: { session_stream: path.sessionStream },
-          }));
+          const config = stepConfig(services, {
+            runDir,
+            steps,
+            estimator,
+            sessionStream: path.sessionStream,
+          });
           await train(config, {
             progress: "none",
             log: () => {},
