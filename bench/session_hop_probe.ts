@@ -39,7 +39,7 @@ const { train } = await import("../services/trainer/loop.ts");
 const { stepConfig, stepServices } = await import("./step_setup.ts");
 type HopMark = import("../lib/rpc/hop_trace.ts").HopMark;
 
-const services = await stepServices(tmp, { RDPO_HOP_TRACE: prefix });
+const services = await stepServices({ RDPO_HOP_TRACE: prefix });
 const { reward, policy } = services;
 let firstStepEnd = 0;
 try {
@@ -68,6 +68,7 @@ try {
 } finally {
   await policy.stop().catch(() => {});
   await reward.stop().catch(() => {});
+  await services.remove();
 }
 
 interface Proc {

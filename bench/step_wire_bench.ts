@@ -72,7 +72,7 @@ const PATHS = [
 
 export async function runStepWireBench({ steps = 5, rounds = 2 } = {}): Promise<StepWireRow[]> {
   const tmp = await Deno.makeTempDir({ prefix: "rdpo-step-wire-" });
-  const services = await stepServices(tmp);
+  const services = await stepServices();
   const { reward, policy } = services;
   const estimators = ["q", "delta_q"] as const;
   const collected = new Map<string, { records: StepMetrics[]; loads: number[] }>();
@@ -112,6 +112,7 @@ export async function runStepWireBench({ steps = 5, rounds = 2 } = {}): Promise<
     await policy.stop().catch(() => {});
     await reward.stop().catch(() => {});
     await Deno.remove(tmp, { recursive: true });
+    await services.remove();
   }
   const rows: StepWireRow[] = [];
   for (const estimator of estimators) {
